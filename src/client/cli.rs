@@ -1,0 +1,465 @@
+//! The `megatorrent` command line: argument types (clap derive) and the commands.
+//!
+//! Results go to the writer passed to [`run`] (stdout in the binary); progress notes and
+//! warnings go to stderr. Every failure is a [`CliError`] the binary prints on one line.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use super::api::{ApiError, PutResult, SignalingClient};
+use super::display::{printable, render_manifest};
+use super::http::{BaseUrl, HttpClient, UrlError};
+use super::identity::{Home, IdentityError};
+use crate::net::Connector;
+use crate::proto::{Collection, HexError, ManifestError, PublicKey, UnsignedManifest};
+
+/// The server used when neither `--server` nor `MEGATORRENT_SERVER` is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:6969";
+
+/// How many times `publish` refetches and retries after a `409 Conflict`.
+pub const MAX_CONFLICT_RETRIES: u32 = 3;
+
+/// Command-line arguments of `megatorrent`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "megatorrent",
+    version,
+    about = "Publish and follow signed, versioned torrent feeds (Megatorrents)."
+)]
+pub struct Cli {
+    /// Signaling server base URL (http:// only for now)
+    #[arg(
+        long,
+        global = true,
+        env = "MEGATORRENT_SERVER",
+        default_value = DEFAULT_SERVER,
+        value_name = "URL"
+    )]
+    pub server: String,
+
+    /// Directory holding identity.key and state.json [default: ~/.megatorrent]
+    #[arg(long, global = true, env = "MEGATORRENT_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Give up on each server request after this many seconds
+    #[arg(
+        long,
+        global = true,
+        env = "MEGATORRENT_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub timeout: u64,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new identity (Ed25519 key) and print its public key
+    Keygen {
+        /// Replace an existing identity (the old key is lost unless you saved it)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print this identity's public key
+    Whoami,
+    /// Add items to a collection of your manifest and publish it; prints the new sequence
+    ///
+    /// Fetches your current manifest from the server (starting empty if there is none),
+    /// adds each ITEM to the collection TITLE (created if needed; items already present are
+    /// not added twice), signs it with the next sequence number and publishes it. If
+    /// someone else published in between, it refetches and retries.
+    ///
+    /// Items are usually magnet links. Any other non-empty string without whitespace or
+    /// control characters (an https:// link, an info-hash) is accepted with a warning.
+    Publish {
+        /// The collection to add the items to
+        #[arg(long, value_name = "TITLE")]
+        title: String,
+        /// Replace all collections with just TITLE holding exactly the given items
+        #[arg(long)]
+        replace: bool,
+        /// Items to add (magnet links)
+        #[arg(required = true, value_name = "ITEM")]
+        items: Vec<String>,
+    },
+    /// Fetch a manifest, verify its signature and show it
+    Lookup {
+        /// The publisher's public key (64 hex characters)
+        #[arg(value_name = "PUBKEY")]
+        pubkey: String,
+        /// Print the manifest JSON exactly as served (canonical form), then a newline
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Keystore problem.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Bad `--server`.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Talking to the server failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// `PUBKEY` is not a public key.
+    #[error("invalid public key {input:?}")]
+    BadKey {
+        /// The argument (shortened).
+        input: String,
+        /// Why.
+        #[source]
+        source: HexError,
+    },
+    /// The server has no manifest for the key.
+    #[error("no manifest for {0}")]
+    NoManifest(PublicKey),
+    /// A title or item was rejected.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidArg {
+        /// `title` or `item`.
+        what: &'static str,
+        /// The value (shortened).
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The manifest could not be signed (sequence or timestamp out of range).
+    #[error("could not sign the manifest")]
+    Sign(#[source] ManifestError),
+    /// Every publish attempt met a newer manifest.
+    #[error("gave up after {attempts} attempts: another publisher keeps updating this key")]
+    TooManyConflicts {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Writing the result failed.
+    #[error("cannot write output")]
+    Output(#[source] io::Error),
+}
+
+/// Run one command, writing its result to `out`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
+    let home = Home::resolve(cli.home.clone())?;
+    match &cli.command {
+        Command::Keygen { force } => {
+            let id = home.create_identity(*force)?;
+            note(&format!(
+                "wrote new identity to {}",
+                home.identity_path().display()
+            ));
+            emit(out, format!("{}\n", id.public_key()).as_bytes())
+        }
+        Command::Whoami => {
+            let id = home.load_identity()?;
+            warn_loose_permissions(&home);
+            emit(out, format!("{}\n", id.public_key()).as_bytes())
+        }
+        Command::Publish {
+            title,
+            replace,
+            items,
+        } => {
+            let client = signaling(&cli)?;
+            let seq = publish(&home, &client, title, items, *replace).await?;
+            emit(out, format!("{seq}\n").as_bytes())
+        }
+        Command::Lookup { pubkey, json } => {
+            let key = parse_key(pubkey)?;
+            let fetched = signaling(&cli)?
+                .fetch_manifest(&key)
+                .await?
+                .ok_or(CliError::NoManifest(key))?;
+            if *json {
+                let mut body = fetched.body;
+                body.push(b'\n');
+                emit(out, &body)
+            } else {
+                emit(out, render_manifest(&fetched.manifest).as_bytes())
+            }
+        }
+    }
+}
+
+/// Build the signaling client from the global flags.
+fn signaling(cli: &Cli) -> Result<SignalingClient, CliError> {
+    let timeout = Duration::from_secs(cli.timeout);
+    let connector =
+        Connector::direct().with_connect_timeout(timeout.min(Connector::DEFAULT_CONNECT_TIMEOUT));
+    let http =
+        HttpClient::new(connector, BaseUrl::parse(&cli.server)?).with_request_timeout(timeout);
+    Ok(SignalingClient::new(http))
+}
+
+/// The `publish` command; returns the published sequence.
+async fn publish(
+    home: &Home,
+    client: &SignalingClient,
+    title: &str,
+    items: &[String],
+    replace: bool,
+) -> Result<u64, CliError> {
+    check_title(title)?;
+    for item in items {
+        check_item(item)?;
+        if !item.to_ascii_lowercase().starts_with("magnet:?") {
+            note(&format!(
+                "warning: {:?} is not a magnet link; publishing it anyway",
+                shorten(item)
+            ));
+        }
+    }
+    let id = home.load_identity()?;
+    warn_loose_permissions(home);
+    let pk = id.public_key();
+    let mut state = home.load_state()?;
+    // Highest sequence a conflict told us about (it may exceed what GET shows, e.g. after
+    // the stored record was deleted but its high-water mark kept).
+    let mut conflict_floor = 0u64;
+
+    for attempt in 0..=MAX_CONFLICT_RETRIES {
+        let current = client.get_manifest(&pk).await?;
+        let server_seq = current.as_ref().map_or(0, |m| m.sequence());
+        let mut collections = match (&current, replace) {
+            (Some(m), false) => m.collections().to_vec(),
+            _ => Vec::new(),
+        };
+        merge_items(&mut collections, title, items);
+        let sequence = 1 + state.highest_for(&pk).max(server_seq).max(conflict_floor);
+        let manifest = UnsignedManifest {
+            sequence,
+            timestamp: u64::try_from(crate::now_ms()).unwrap_or(0),
+            collections,
+        }
+        .sign(id.signing_key())
+        .map_err(CliError::Sign)?;
+
+        match client.put_manifest(&manifest).await {
+            Ok(result) => {
+                let published = result.sequence().max(sequence);
+                state.record(&pk, published);
+                if let Err(e) = home.save_state(&state) {
+                    note(&format!("warning: published, but {e}"));
+                }
+                let how = match result {
+                    PutResult::Created { .. } => "created",
+                    PutResult::Updated { .. } => "updated",
+                };
+                note(&format!("published sequence {published} ({how})"));
+                return Ok(published);
+            }
+            Err(e) => match e.conflict() {
+                Some(current) => {
+                    conflict_floor = conflict_floor.max(current.unwrap_or(sequence));
+                    if attempt < MAX_CONFLICT_RETRIES {
+                        note("the server holds a newer manifest; refetching and retrying");
+                    }
+                }
+                None => return Err(e.into()),
+            },
+        }
+    }
+    Err(CliError::TooManyConflicts {
+        attempts: MAX_CONFLICT_RETRIES + 1,
+    })
+}
+
+/// Add `items` to the collection titled `title` (appending it if missing), skipping items
+/// already there.
+pub fn merge_items(collections: &mut Vec<Collection>, title: &str, items: &[String]) {
+    let idx = match collections.iter().position(|c| c.title == title) {
+        Some(i) => i,
+        None => {
+            collections.push(Collection {
+                title: title.to_owned(),
+                items: Vec::new(),
+            });
+            collections.len() - 1
+        }
+    };
+    let target = &mut collections[idx].items;
+    for item in items {
+        if !target.contains(item) {
+            target.push(item.clone());
+        }
+    }
+}
+
+fn check_title(title: &str) -> Result<(), CliError> {
+    let bad = |reason| CliError::InvalidArg {
+        what: "title",
+        value: shorten(title),
+        reason,
+    };
+    if title.trim().is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(bad("must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_item(item: &str) -> Result<(), CliError> {
+    let bad = |reason| CliError::InvalidArg {
+        what: "item",
+        value: shorten(item),
+        reason,
+    };
+    if item.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if item.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not contain whitespace or control characters"));
+    }
+    Ok(())
+}
+
+/// Parse a user-given public key (hex of either case) and check it is a valid point.
+fn parse_key(input: &str) -> Result<PublicKey, CliError> {
+    let bad = |source| CliError::BadKey {
+        input: shorten(input),
+        source,
+    };
+    let key = PublicKey::from_hex_any_case(input).map_err(bad)?;
+    key.verifying_key().map_err(bad)?;
+    Ok(key)
+}
+
+/// A user-given string cut to 80 characters for an error message.
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 80 {
+        let mut t: String = s.chars().take(80).collect();
+        t.push('…');
+        t
+    } else {
+        s.to_owned()
+    }
+}
+
+fn warn_loose_permissions(home: &Home) {
+    if let Some(mode) = home.identity_insecure_mode() {
+        note(&format!(
+            "warning: {} is readable by others (mode {mode:o}); run chmod 600 on it",
+            home.identity_path().display()
+        ));
+    }
+}
+
+/// A progress note or warning on stderr (never the result, never a secret).
+fn note(msg: &str) {
+    let _ = writeln!(io::stderr(), "{}", printable(msg));
+}
+
+fn emit(out: &mut (dyn Write + Send), bytes: &[u8]) -> Result<(), CliError> {
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn merge_adds_missing_items_once_and_creates_collections() {
+        let mut cols = vec![Collection {
+            title: "a".into(),
+            items: vec!["m1".into()],
+        }];
+        merge_items(&mut cols, "a", &["m1".into(), "m2".into(), "m2".into()]);
+        assert_eq!(cols[0].items, vec!["m1", "m2"]);
+        merge_items(&mut cols, "b", &["m3".into()]);
+        assert_eq!(cols.len(), 2);
+        assert_eq!(cols[1].title, "b");
+        assert_eq!(cols[1].items, vec!["m3"]);
+    }
+
+    #[test]
+    fn validates_titles_items_and_keys() {
+        assert!(check_title("Season 1").is_ok());
+        assert!(check_title("  ").is_err());
+        assert!(check_title("a\nb").is_err());
+        assert!(check_item("magnet:?xt=urn:btih:aa").is_ok());
+        assert!(check_item("").is_err());
+        assert!(check_item("two words").is_err());
+
+        let good = PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
+        assert_eq!(parse_key(&good.to_hex()).unwrap(), good);
+        assert_eq!(parse_key(&good.to_hex().to_uppercase()).unwrap(), good);
+        for bad in ["", "abc", &"zz".repeat(32), &"a".repeat(500)] {
+            let err = parse_key(bad).unwrap_err();
+            assert!(matches!(err, CliError::BadKey { .. }), "{err:?}");
+            assert!(err.to_string().len() < 120);
+        }
+    }
+
+    /// A 409 whose `currentSequence` is above what GET shows (a kept high-water mark) moves
+    /// the next attempt past it.
+    #[tokio::test]
+    async fn publish_retries_past_a_conflicts_current_sequence() {
+        use crate::client::testutil::{json_response, serve_many};
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::new(tmp.path());
+        home.create_identity(false).unwrap();
+        let not_found = json_response("404 Not Found", r#"{"error":"not-found","message":"x"}"#);
+        let (url, requests) = serve_many(vec![
+            not_found.clone(),
+            json_response(
+                "409 Conflict",
+                r#"{"error":"conflict","message":"stale","currentSequence":7}"#,
+            ),
+            not_found,
+            json_response("201 Created", r#"{"sequence":8}"#),
+        ])
+        .await;
+        let client = SignalingClient::new(HttpClient::new(
+            Connector::direct(),
+            BaseUrl::parse(&url).unwrap(),
+        ));
+        let items = vec!["magnet:?xt=urn:btih:aa".to_owned()];
+        let seq = publish(&home, &client, "t", &items, false).await.unwrap();
+        assert_eq!(seq, 8);
+        let pk = home.load_identity().unwrap().public_key();
+        assert_eq!(home.load_state().unwrap().highest_for(&pk), 8);
+        let sent = String::from_utf8(requests.await.unwrap()).unwrap();
+        assert_eq!(sent.matches("PUT /v1/manifests/").count(), 2);
+        assert!(sent.contains("\"sequence\":1,"), "{sent}");
+        assert!(sent.contains("\"sequence\":8,"), "{sent}");
+    }
+
+    #[test]
+    fn parses_global_flags_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "megatorrent",
+            "lookup",
+            "abc",
+            "--server",
+            "http://h:1",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.server, "http://h:1");
+        assert!(matches!(cli.command, Command::Lookup { json: true, .. }));
+        assert!(Cli::try_parse_from(["megatorrent", "publish", "--title", "t"]).is_err());
+        assert!(Cli::try_parse_from(["megatorrent", "--timeout", "0", "whoami"]).is_err());
+    }
+}

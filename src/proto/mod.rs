@@ -1,0 +1,19 @@
+//! Pure wire formats: no tokio, axum, sqlx or tracing in here.
+//!
+//! Every type that crosses the network is defined here with a symmetric parse/write pair.
+
+pub mod bencode;
+pub mod json;
+pub mod keys;
+pub mod manifest;
+pub mod pointer;
+pub mod tracker;
+pub mod udp;
+pub mod webtorrent;
+
+pub use keys::{HexError, InfoHash, PublicKey, Signature};
+pub use manifest::{Collection, Manifest, ManifestError, ManifestLimits, UnsignedManifest};
+pub use pointer::{PointerAnnounce, PointerError};
+
+/// The largest integer JSON number accepted anywhere (2^53 − 1, JavaScript's safe range).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -1,0 +1,160 @@
+//! `/v1` manifest API, info and health handlers.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{CappedBody, KeyPath};
+use super::AppState;
+use crate::proto::pointer::MAX_POINTER_BYTES;
+use crate::proto::Manifest;
+use crate::store::{ManifestRecord, PutOutcome};
+
+/// `PUT /v1/manifests/{key}`: verify, check freshness, store if newer.
+pub async fn put_manifest(
+    State(state): State<AppState>,
+    KeyPath(key): KeyPath,
+    CappedBody(body): CappedBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let manifest = Manifest::verify(&body, state.manifest_limits())?;
+    if manifest.public_key() != &key {
+        return Err(ApiError::KeyMismatch);
+    }
+    let now = crate::now_ms();
+    let skew_ms = state
+        .config()
+        .limits
+        .max_clock_skew_secs
+        .saturating_mul(1000);
+    manifest.check_timestamp(u64::try_from(now).unwrap_or(0), skew_ms)?;
+    let sequence = manifest.sequence();
+    let record = ManifestRecord {
+        key,
+        sequence,
+        body: manifest.into_canonical_bytes(),
+        updated_at_ms: now,
+    };
+    let status = match state.store().put_manifest(&record).await? {
+        PutOutcome::Created => StatusCode::CREATED,
+        PutOutcome::Updated | PutOutcome::Unchanged => StatusCode::OK,
+        PutOutcome::Conflict { current } => {
+            return Err(ApiError::Conflict {
+                offered: sequence,
+                current,
+            })
+        }
+    };
+    Ok((status, Json(json!({ "sequence": sequence }))))
+}
+
+/// `GET /v1/manifests/{key}`: the stored canonical bytes, with `ETag: "<sequence>"`.
+pub async fn get_manifest(
+    State(state): State<AppState>,
+    KeyPath(key): KeyPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let stored = state
+        .store()
+        .get_manifest(&key)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let etag = format!("\"{}\"", stored.sequence);
+    let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::NotFound)?;
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| etag_matches(v, &etag));
+    let cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if not_modified {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), cache],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag_value),
+            cache,
+        ],
+        stored.body,
+    )
+        .into_response())
+}
+
+/// Whether an `If-None-Match` header value matches `etag` (weak comparison, `*` matches).
+fn etag_matches(header_value: &str, etag: &str) -> bool {
+    header_value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// `GET /v1/info`: what this server is and the limits it enforces.
+pub async fn info(State(state): State<AppState>) -> Json<Value> {
+    let cfg = state.config();
+    let backend = state.store().backend();
+    Json(json!({
+        "software": "megatorrentd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": 1,
+        "backend": backend,
+        // SQLite is single-replica; PostgreSQL supports several replicas.
+        "replication": if backend == "postgres" { "multi" } else { "single" },
+        "features": ["manifests", "pointers"],
+        "limits": {
+            "maxManifestBytes": state.manifest_limits().max_bytes,
+            "maxPointerBytes": MAX_POINTER_BYTES,
+            "maxClockSkewSecs": cfg.limits.max_clock_skew_secs,
+            "requestTimeoutSecs": cfg.http.request_timeout_secs,
+        },
+    }))
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers and the server is not shutting down.
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if !state.is_ready() {
+        return Err(ApiError::Unavailable);
+    }
+    state.store().ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check: database unreachable");
+        ApiError::Unavailable
+    })?;
+    Ok("ready")
+}
+
+/// Any unknown route.
+pub async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no-route", "message": "no such endpoint"})),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_matches;
+
+    #[test]
+    fn etag_comparison() {
+        assert!(etag_matches("\"3\"", "\"3\""));
+        assert!(etag_matches("W/\"3\"", "\"3\""));
+        assert!(etag_matches("\"1\", \"3\"", "\"3\""));
+        assert!(etag_matches("*", "\"3\""));
+        assert!(!etag_matches("\"4\"", "\"3\""));
+        assert!(!etag_matches("3", "\"3\""));
+    }
+}

@@ -1,0 +1,229 @@
+//! The one place API errors become HTTP responses.
+//!
+//! Every error body is JSON `{"error": "<code>", "message": "<text>", …}` where `code` is a
+//! short stable string clients can switch on. 5xx bodies are generic; details go to the log.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::proto::{HexError, ManifestError, PointerError};
+use crate::store::StoreError;
+
+/// Everything a request handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The manifest failed parsing, verification or the timestamp check.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The pointer announce failed parsing or verification.
+    #[error(transparent)]
+    Pointer(#[from] PointerError),
+    /// The key in the path is malformed.
+    #[error("invalid public key in path: {0}")]
+    BadKey(#[source] HexError),
+    /// The body's `publicKey` is not the key in the path.
+    #[error("the manifest's publicKey does not match the key in the path")]
+    KeyMismatch,
+    /// The manifest's sequence is not above the stored high-water mark.
+    #[error("sequence {offered} is not greater than the current sequence {current}")]
+    Conflict {
+        /// Sequence offered.
+        offered: u64,
+        /// The slot's high-water mark.
+        current: u64,
+    },
+    /// The pointer's `seq` is not above the stored one (proof-of-concept shape).
+    #[error("seq {offered} must be greater than the current seq {current}")]
+    PointerConflict {
+        /// Seq offered.
+        offered: u64,
+        /// The slot's current seq.
+        current: u64,
+    },
+    /// Nothing stored under that key.
+    #[error("no record for that key")]
+    NotFound,
+    /// The request body exceeded the cap.
+    #[error("request body over the {max}-byte cap")]
+    BodyTooLarge {
+        /// The cap.
+        max: usize,
+    },
+    /// The request body could not be read.
+    #[error("could not read the request body")]
+    BodyRead,
+    /// The store failed.
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    /// The server is shutting down or the database is unreachable.
+    #[error("service unavailable")]
+    Unavailable,
+}
+
+impl ApiError {
+    /// The status and stable code for this error.
+    #[must_use]
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Manifest(e) => (manifest_status(e), e.code()),
+            Self::Pointer(e) => (pointer_status(e), e.code()),
+            Self::BadKey(_) => (StatusCode::BAD_REQUEST, "invalid-key"),
+            Self::KeyMismatch => (StatusCode::BAD_REQUEST, "key-mismatch"),
+            Self::Conflict { .. } | Self::PointerConflict { .. } => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Self::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            Self::BodyRead => (StatusCode::BAD_REQUEST, "bad-body"),
+            Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+
+    fn body(&self, code: &'static str) -> Value {
+        match self {
+            Self::Store(_) => json!({"error": code, "message": "internal error"}),
+            Self::Conflict { current, .. } => json!({
+                "error": code, "message": self.to_string(), "currentSequence": current,
+            }),
+            Self::PointerConflict { current, .. } => json!({
+                "error": code, "message": self.to_string(), "currentSeq": current,
+            }),
+            Self::Manifest(_)
+            | Self::Pointer(_)
+            | Self::BadKey(_)
+            | Self::KeyMismatch
+            | Self::NotFound
+            | Self::BodyTooLarge { .. }
+            | Self::BodyRead
+            | Self::Unavailable => json!({"error": code, "message": self.to_string()}),
+        }
+    }
+}
+
+fn manifest_status(e: &ManifestError) -> StatusCode {
+    match e {
+        ManifestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ManifestError::BadSignature => StatusCode::FORBIDDEN,
+        ManifestError::Json(_)
+        | ManifestError::Shape(_)
+        | ManifestError::Hex { .. }
+        | ManifestError::TimestampInFuture { .. } => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn pointer_status(e: &PointerError) -> StatusCode {
+    match e {
+        PointerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        PointerError::BadSignature => StatusCode::FORBIDDEN,
+        PointerError::Json(_) | PointerError::Shape(_) | PointerError::Hex { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
+        }
+        let mut resp = (status, axum::Json(self.body(code))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::json::{JsonError, JsonErrorKind};
+
+    async fn render(e: ApiError) -> (StatusCode, Value) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_variant_has_a_status_and_code() {
+        let json_err = |kind| {
+            ManifestError::Json(JsonError {
+                kind,
+                detail: "x".into(),
+            })
+        };
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ManifestError::BadSignature.into(), 403, "bad-signature"),
+            (
+                ManifestError::TooLarge { size: 2, max: 1 }.into(),
+                413,
+                "too-large",
+            ),
+            (
+                json_err(JsonErrorKind::DuplicateMember).into(),
+                400,
+                "duplicate-member",
+            ),
+            (
+                json_err(JsonErrorKind::NotAnInteger).into(),
+                400,
+                "not-an-integer",
+            ),
+            (json_err(JsonErrorKind::Syntax).into(), 400, "invalid-json"),
+            (
+                ManifestError::Shape("x".into()).into(),
+                400,
+                "invalid-manifest",
+            ),
+            (
+                ManifestError::TimestampInFuture {
+                    timestamp: 2,
+                    now: 1,
+                    max_skew_ms: 0,
+                }
+                .into(),
+                400,
+                "timestamp-in-future",
+            ),
+            (PointerError::BadSignature.into(), 403, "bad-signature"),
+            (PointerError::TooLarge(9).into(), 413, "too-large"),
+            (ApiError::BadKey(HexError::NotLowerHex), 400, "invalid-key"),
+            (ApiError::KeyMismatch, 400, "key-mismatch"),
+            (ApiError::NotFound, 404, "not-found"),
+            (ApiError::BodyTooLarge { max: 1 }, 413, "too-large"),
+            (ApiError::BodyRead, 400, "bad-body"),
+            (ApiError::Unavailable, 503, "unavailable"),
+            (
+                ApiError::Store(StoreError::Corrupt("secret detail".into())),
+                500,
+                "internal",
+            ),
+        ];
+        for (err, status, code) in cases {
+            let (s, body) = render(err).await;
+            assert_eq!(s.as_u16(), status, "{body}");
+            assert_eq!(body["error"], code);
+            assert!(!body.to_string().contains("secret detail"));
+        }
+        let (s, body) = render(ApiError::Conflict {
+            offered: 1,
+            current: 5,
+        })
+        .await;
+        assert_eq!((s.as_u16(), &body["currentSequence"]), (409, &json!(5)));
+        let (s, body) = render(ApiError::PointerConflict {
+            offered: 1,
+            current: 5,
+        })
+        .await;
+        assert_eq!((s.as_u16(), &body["currentSeq"]), (409, &json!(5)));
+    }
+}

@@ -1,0 +1,185 @@
+//! Storage: one object-safe [`Store`] trait with a SQLite and a PostgreSQL implementation.
+//!
+//! Methods are named by use case. Every write that returns `Ok` is durable (committed and,
+//! for SQLite, fsynced per `synchronous = FULL` unless configured otherwise).
+//!
+//! Sequence high-water marks: each slot (manifest or pointer) keeps the highest sequence it
+//! ever accepted, even after the record is deleted or expires, so a replay of an old signed
+//! record can never be accepted again.
+
+use async_trait::async_trait;
+
+use crate::proto::{PublicKey, Signature};
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("the `server` feature needs at least one of the `sqlite` or `postgres` features");
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is malformed or names an unsupported backend.
+    #[error("unsupported or malformed database URL: {0}")]
+    BadUrl(String),
+    /// The database could not be reached or a query failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row held data that does not decode (corruption or a foreign writer).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A manifest ready to store: already verified by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    /// The slot.
+    pub key: PublicKey,
+    /// The manifest's sequence.
+    pub sequence: u64,
+    /// The canonical (JCS) bytes, signature included.
+    pub body: Vec<u8>,
+    /// Server time of the write (ms since the epoch).
+    pub updated_at_ms: i64,
+}
+
+/// A stored manifest as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// The sequence.
+    pub sequence: u64,
+    /// The canonical bytes (identical for every reader).
+    pub body: Vec<u8>,
+    /// When it was written (ms since the epoch).
+    pub updated_at_ms: i64,
+}
+
+/// A proof-of-concept pointer record ready to store: already verified by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointerRecord {
+    /// The slot (normalised key).
+    pub key: PublicKey,
+    /// `publicKey` exactly as the announcer sent it (part of the signed bytes).
+    pub public_key_text: String,
+    /// `manifestInfohash` exactly as sent.
+    pub infohash_text: String,
+    /// The pointer's sequence (`seq`).
+    pub seq: u64,
+    /// The announcer's signature.
+    pub signature: Signature,
+    /// Server time of the write (ms since the epoch).
+    pub updated_at_ms: i64,
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The slot was empty (never written, or deleted) and now holds the record.
+    Created,
+    /// A record with a lower sequence was replaced.
+    Updated,
+    /// The same sequence with identical content was already stored: nothing changed.
+    Unchanged,
+    /// The sequence is not above the slot's high-water mark; nothing changed.
+    Conflict {
+        /// The slot's high-water mark.
+        current: u64,
+    },
+}
+
+/// Counts for `/stats` and `/v1/info`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Live manifests.
+    pub manifests: u64,
+    /// Live pointer records.
+    pub pointers: u64,
+}
+
+/// The storage interface used by the server. Object-safe: the server holds `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Store `rec` if its sequence is above the slot's high-water mark (atomically: racing
+    /// writers can never let a lower sequence overwrite a higher one). The same sequence
+    /// with identical bytes is [`PutOutcome::Unchanged`]; anything else not above the mark
+    /// is [`PutOutcome::Conflict`].
+    async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError>;
+
+    /// The live manifest for `key`, if any.
+    async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError>;
+
+    /// Remove the live manifest, keeping its high-water mark. Returns whether one existed.
+    async fn delete_manifest(&self, key: &PublicKey) -> Result<bool, StoreError>;
+
+    /// The highest manifest sequence ever accepted for `key` (even if since deleted).
+    async fn manifest_high_water(&self, key: &PublicKey) -> Result<Option<u64>, StoreError>;
+
+    /// Store a pointer record under the same rules as [`Store::put_manifest`], with its own
+    /// sequence space. "Identical" means same info-hash text and signature.
+    async fn put_pointer(&self, rec: &PointerRecord) -> Result<PutOutcome, StoreError>;
+
+    /// The live pointer record for `key`, if any.
+    async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError>;
+
+    /// Live record counts.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Cheap round trip to the database, for readiness probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Which backend this is (`"sqlite"` or `"postgres"`), for `/v1/info` and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Close the pool, flushing what the backend buffers.
+    async fn close(&self);
+}
+
+/// Options shared by both backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// SQLite only: fsync every commit (`synchronous = FULL`) when true, else `NORMAL`
+    /// (durable against process crashes such as `kill -9`, not against power loss).
+    pub sqlite_sync_full: bool,
+    /// How long to wait for a pooled connection (seconds).
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            sqlite_sync_full: true,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+/// Open the store named by `url` (`sqlite://PATH` or `postgres://…`), creating the SQLite
+/// file if missing, and apply migrations.
+pub async fn open(url: &str, opts: &StoreOptions) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        return Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(url, opts).await?,
+        ));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(
+            postgres::PgStore::open(url, opts).await?,
+        ));
+    }
+    let _ = opts;
+    let scheme = url.split(':').next().unwrap_or_default();
+    Err(StoreError::BadUrl(format!(
+        "scheme {scheme:?} is not supported by this build (expected sqlite:// or postgres://)"
+    )))
+}

@@ -1,0 +1,352 @@
+//! PostgreSQL implementation of [`Store`](super::Store).
+//!
+//! # Conditional writes
+//!
+//! A put runs in one `READ COMMITTED` transaction:
+//!
+//! 1. `SELECT … FOR UPDATE` the slot's row. If it exists it is now locked until commit, so
+//!    the outcome (`Created` over a tombstone, `Updated`, `Unchanged`, `Conflict`) is decided
+//!    against the state the write will replace.
+//! 2. A new sequence above the mark is written with `UPDATE … WHERE sequence < $new`;
+//!    an empty slot with `INSERT … ON CONFLICT DO NOTHING`. Both are conditional on their
+//!    own, so no interleaving can ever lower a mark.
+//! 3. If the insert lost a race with another first writer (no row inserted), the row now
+//!    exists and the next attempt locks it in step 1.
+//!
+//! Several server replicas can share one database: migrations take sqlx's advisory lock and
+//! all writes above are safe across connections.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{
+    ManifestRecord, PointerRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats,
+    StoredManifest,
+};
+use crate::proto::{PublicKey, Signature};
+
+/// Attempts of a conditional write: a lost first-insert race costs one more; the bound only
+/// guards against a foreign writer deleting rows.
+const PUT_ATTEMPTS: usize = 3;
+
+/// A PostgreSQL-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to the database named by `url` (`postgres://…`) and apply migrations.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        // Never echo the URL: it may carry a password.
+        let mut conn = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(format!("not a valid PostgreSQL URL ({e})")))?;
+        if conn.get_application_name().is_none() {
+            conn = conn.application_name("megatorrent");
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(opts.acquire_timeout_secs))
+            .connect_with(conn)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for features that need PostgreSQL itself (`LISTEN`/`NOTIFY`).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A slot as read (and locked) inside the write transaction.
+struct Slot {
+    /// Its high-water mark.
+    sequence: u64,
+    /// Whether it holds a live record.
+    live: bool,
+    /// Whether the live record is identical to the one being written.
+    same: bool,
+}
+
+/// What a conditional write has to do, decided from the slot's current state.
+enum Plan {
+    /// The slot has never been written: insert a row.
+    Insert,
+    /// The new sequence is above the mark: overwrite the row.
+    Replace {
+        /// Whether a live record is being replaced (`Updated`) or a tombstone (`Created`).
+        was_live: bool,
+    },
+    /// Nothing to write.
+    Done(PutOutcome),
+}
+
+fn plan(new_sequence: u64, slot: Option<Slot>) -> Plan {
+    match slot {
+        None => Plan::Insert,
+        Some(s) if new_sequence > s.sequence => Plan::Replace { was_live: s.live },
+        Some(s) if new_sequence == s.sequence && s.live && s.same => {
+            Plan::Done(PutOutcome::Unchanged)
+        }
+        Some(s) => Plan::Done(PutOutcome::Conflict {
+            current: s.sequence,
+        }),
+    }
+}
+
+/// A sequence as the database stores it (`BIGINT`).
+fn seq_to_db(sequence: u64) -> Result<i64, StoreError> {
+    i64::try_from(sequence).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
+}
+
+/// A stored sequence back as `u64`; a negative value means the row is corrupt.
+fn seq_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("{what} sequence {value} is negative")))
+}
+
+fn count_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} count {value}")))
+}
+
+fn gave_up(what: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{what} slot kept changing during a locked write ({PUT_ATTEMPTS} attempts)"
+    ))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError> {
+        let seq = seq_to_db(rec.sequence)?;
+        let key = &rec.key.as_bytes()[..];
+        for _ in 0..PUT_ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            let row: Option<(i64, bool, bool)> = sqlx::query_as(
+                "SELECT sequence, body IS NOT NULL, coalesce(body = $2, false) \
+                 FROM manifests WHERE public_key = $1 FOR UPDATE",
+            )
+            .bind(key)
+            .bind(&rec.body[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+            let slot = match row {
+                Some((s, live, same)) => Some(Slot {
+                    sequence: seq_from_db(s, "manifest")?,
+                    live,
+                    same,
+                }),
+                None => None,
+            };
+            let outcome = match plan(rec.sequence, slot) {
+                Plan::Done(outcome) => Some(outcome),
+                Plan::Insert => {
+                    let done = sqlx::query(
+                        "INSERT INTO manifests (public_key, sequence, body, updated_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (public_key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(&rec.body[..])
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(PutOutcome::Created)
+                }
+                Plan::Replace { was_live } => {
+                    let done = sqlx::query(
+                        "UPDATE manifests SET sequence = $2, body = $3, updated_at = $4 \
+                         WHERE public_key = $1 AND sequence < $2",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(&rec.body[..])
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(if was_live {
+                        PutOutcome::Updated
+                    } else {
+                        PutOutcome::Created
+                    })
+                }
+            };
+            tx.commit().await?;
+            if let Some(outcome) = outcome {
+                return Ok(outcome);
+            }
+        }
+        Err(gave_up("manifest"))
+    }
+
+    async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
+        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT sequence, body, updated_at FROM manifests \
+             WHERE public_key = $1 AND body IS NOT NULL",
+        )
+        .bind(&key.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(sequence, body, updated_at_ms)| {
+            Ok(StoredManifest {
+                sequence: seq_from_db(sequence, "manifest")?,
+                body,
+                updated_at_ms,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_manifest(&self, key: &PublicKey) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE manifests SET body = NULL, updated_at = $2 \
+             WHERE public_key = $1 AND body IS NOT NULL",
+        )
+        .bind(&key.as_bytes()[..])
+        .bind(crate::now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn manifest_high_water(&self, key: &PublicKey) -> Result<Option<u64>, StoreError> {
+        let row: Option<i64> =
+            sqlx::query_scalar("SELECT sequence FROM manifests WHERE public_key = $1")
+                .bind(&key.as_bytes()[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|s| seq_from_db(s, "manifest")).transpose()
+    }
+
+    async fn put_pointer(&self, rec: &PointerRecord) -> Result<PutOutcome, StoreError> {
+        let seq = seq_to_db(rec.seq)?;
+        let key = &rec.key.as_bytes()[..];
+        let sig = &rec.signature.as_bytes()[..];
+        for _ in 0..PUT_ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            let row: Option<(i64, bool, bool)> = sqlx::query_as(
+                "SELECT seq, signature IS NOT NULL, \
+                        coalesce(infohash_text = $2 AND signature = $3, false) \
+                 FROM pointers WHERE public_key = $1 FOR UPDATE",
+            )
+            .bind(key)
+            .bind(rec.infohash_text.as_str())
+            .bind(sig)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let slot = match row {
+                Some((s, live, same)) => Some(Slot {
+                    sequence: seq_from_db(s, "pointer")?,
+                    live,
+                    same,
+                }),
+                None => None,
+            };
+            let outcome = match plan(rec.seq, slot) {
+                Plan::Done(outcome) => Some(outcome),
+                Plan::Insert => {
+                    let done = sqlx::query(
+                        "INSERT INTO pointers \
+                         (public_key, seq, public_key_text, infohash_text, signature, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (public_key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(rec.public_key_text.as_str())
+                    .bind(rec.infohash_text.as_str())
+                    .bind(sig)
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(PutOutcome::Created)
+                }
+                Plan::Replace { was_live } => {
+                    let done = sqlx::query(
+                        "UPDATE pointers SET seq = $2, public_key_text = $3, \
+                         infohash_text = $4, signature = $5, updated_at = $6 \
+                         WHERE public_key = $1 AND seq < $2",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(rec.public_key_text.as_str())
+                    .bind(rec.infohash_text.as_str())
+                    .bind(sig)
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(if was_live {
+                        PutOutcome::Updated
+                    } else {
+                        PutOutcome::Created
+                    })
+                }
+            };
+            tx.commit().await?;
+            if let Some(outcome) = outcome {
+                return Ok(outcome);
+            }
+        }
+        Err(gave_up("pointer"))
+    }
+
+    async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError> {
+        type Row = (i64, Option<String>, Option<String>, Vec<u8>, i64);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT seq, public_key_text, infohash_text, signature, updated_at FROM pointers \
+             WHERE public_key = $1 AND signature IS NOT NULL",
+        )
+        .bind(&key.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((seq, pk_text, ih_text, sig, updated_at_ms)) = row else {
+            return Ok(None);
+        };
+        let (Some(public_key_text), Some(infohash_text)) = (pk_text, ih_text) else {
+            return Err(StoreError::Corrupt(
+                "live pointer row without its text columns".into(),
+            ));
+        };
+        let sig: [u8; Signature::LEN] = sig.try_into().map_err(|v: Vec<u8>| {
+            StoreError::Corrupt(format!("pointer signature is {} bytes", v.len()))
+        })?;
+        Ok(Some(PointerRecord {
+            key: *key,
+            public_key_text,
+            infohash_text,
+            seq: seq_from_db(seq, "pointer")?,
+            signature: Signature::from(sig),
+            updated_at_ms,
+        }))
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (manifests, pointers): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM manifests WHERE body IS NOT NULL), \
+                    (SELECT count(*) FROM pointers WHERE signature IS NOT NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreStats {
+            manifests: count_from_db(manifests, "manifest")?,
+            pointers: count_from_db(pointers, "pointer")?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,442 @@
+//! SQLite implementation of [`Store`](super::Store).
+//!
+//! # Connections
+//!
+//! Two pools over one database file:
+//!
+//! * `writer` holds exactly one connection and every write goes through it. This process's
+//!   writers therefore queue in the pool (bounded by the acquire timeout) instead of racing
+//!   for SQLite's single write lock and failing with `SQLITE_BUSY`. Conditional writes run in
+//!   `BEGIN IMMEDIATE` transactions, which take the write lock up front, so the read that
+//!   classifies the outcome and the write itself see the same state even if another process
+//!   opens the same file (the busy timeout then waits for it).
+//! * `reader` holds up to `max_connections`; in WAL mode readers run beside the writer and
+//!   never block it.
+//!
+//! An in-memory database (`sqlite::memory:` or `mode=memory`) has no WAL and vanishes with its
+//! last connection, so it gets a single pinned connection that serves reads and writes.
+//!
+//! # Durability
+//!
+//! WAL with `synchronous = FULL` fsyncs every commit; with `NORMAL` a commit survives a
+//! process crash (`kill -9`) but not power loss. See [`StoreOptions::sqlite_sync_full`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{
+    ManifestRecord, PointerRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats,
+    StoredManifest,
+};
+use crate::proto::{PublicKey, Signature};
+
+/// How long a statement waits for another process's lock before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Attempts of a conditional write before giving up. Under `BEGIN IMMEDIATE` the first
+/// attempt always decides; the bound only guards against a foreign writer.
+const PUT_ATTEMPTS: usize = 3;
+
+/// A SQLite-backed [`Store`]: one file, WAL journal, a single-connection write pool and a
+/// read pool (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// The only connection that writes.
+    writer: SqlitePool,
+    /// Connections for reads (the same pool as `writer` for an in-memory database).
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database named by `url` (`sqlite://PATH`), configure
+    /// WAL, `synchronous`, a busy timeout and foreign keys, and apply migrations.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
+        // The URL may carry secrets in other backends; keep it out of the message anyway.
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(format!("not a valid SQLite URL ({e})")))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let sync = if opts.sqlite_sync_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        let conn = base
+            .create_if_missing(true)
+            .journal_mode(if in_memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(sync)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let acquire = Duration::from_secs(opts.acquire_timeout_secs);
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            // Kept open for the store's life (an in-memory database dies with it).
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(acquire)
+            .connect_with(conn.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(acquire)
+                .connect_with(conn.create_if_missing(false).read_only(true))
+                .await?
+        };
+        Ok(Self { writer, reader })
+    }
+}
+
+/// A slot as read inside the write transaction.
+struct Slot {
+    /// Its high-water mark.
+    sequence: u64,
+    /// Whether it holds a live record.
+    live: bool,
+    /// Whether the live record is identical to the one being written.
+    same: bool,
+}
+
+/// What a conditional write has to do, decided from the slot's current state.
+enum Plan {
+    /// The slot has never been written: insert a row.
+    Insert,
+    /// The new sequence is above the mark: overwrite the row.
+    Replace {
+        /// Whether a live record is being replaced (`Updated`) or a tombstone (`Created`).
+        was_live: bool,
+    },
+    /// Nothing to write.
+    Done(PutOutcome),
+}
+
+fn plan(new_sequence: u64, slot: Option<Slot>) -> Plan {
+    match slot {
+        None => Plan::Insert,
+        Some(s) if new_sequence > s.sequence => Plan::Replace { was_live: s.live },
+        Some(s) if new_sequence == s.sequence && s.live && s.same => {
+            Plan::Done(PutOutcome::Unchanged)
+        }
+        Some(s) => Plan::Done(PutOutcome::Conflict {
+            current: s.sequence,
+        }),
+    }
+}
+
+/// A sequence as the database stores it (`INTEGER`/`BIGINT`).
+fn seq_to_db(sequence: u64) -> Result<i64, StoreError> {
+    i64::try_from(sequence).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
+}
+
+/// A stored sequence back as `u64`; a negative value means the row is corrupt.
+fn seq_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("{what} sequence {value} is negative")))
+}
+
+fn count_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} count {value}")))
+}
+
+fn gave_up(what: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{what} slot kept changing under the write lock ({PUT_ATTEMPTS} attempts)"
+    ))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError> {
+        let seq = seq_to_db(rec.sequence)?;
+        let key = &rec.key.as_bytes()[..];
+        for _ in 0..PUT_ATTEMPTS {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let row: Option<(i64, bool, bool)> = sqlx::query_as(
+                "SELECT sequence, body IS NOT NULL, coalesce(body = ?2, 0) \
+                 FROM manifests WHERE public_key = ?1",
+            )
+            .bind(key)
+            .bind(&rec.body[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+            let slot = match row {
+                Some((s, live, same)) => Some(Slot {
+                    sequence: seq_from_db(s, "manifest")?,
+                    live,
+                    same,
+                }),
+                None => None,
+            };
+            let outcome = match plan(rec.sequence, slot) {
+                Plan::Done(outcome) => Some(outcome),
+                Plan::Insert => {
+                    let done = sqlx::query(
+                        "INSERT INTO manifests (public_key, sequence, body, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(&rec.body[..])
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(PutOutcome::Created)
+                }
+                Plan::Replace { was_live } => {
+                    // Conditional on the mark, so even a stale read could never lower it.
+                    let done = sqlx::query(
+                        "UPDATE manifests SET sequence = ?2, body = ?3, updated_at = ?4 \
+                         WHERE public_key = ?1 AND sequence < ?2",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(&rec.body[..])
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(if was_live {
+                        PutOutcome::Updated
+                    } else {
+                        PutOutcome::Created
+                    })
+                }
+            };
+            tx.commit().await?;
+            if let Some(outcome) = outcome {
+                return Ok(outcome);
+            }
+        }
+        Err(gave_up("manifest"))
+    }
+
+    async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
+        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT sequence, body, updated_at FROM manifests \
+             WHERE public_key = ?1 AND body IS NOT NULL",
+        )
+        .bind(&key.as_bytes()[..])
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|(sequence, body, updated_at_ms)| {
+            Ok(StoredManifest {
+                sequence: seq_from_db(sequence, "manifest")?,
+                body,
+                updated_at_ms,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_manifest(&self, key: &PublicKey) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE manifests SET body = NULL, updated_at = ?2 \
+             WHERE public_key = ?1 AND body IS NOT NULL",
+        )
+        .bind(&key.as_bytes()[..])
+        .bind(crate::now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn manifest_high_water(&self, key: &PublicKey) -> Result<Option<u64>, StoreError> {
+        let row: Option<i64> =
+            sqlx::query_scalar("SELECT sequence FROM manifests WHERE public_key = ?1")
+                .bind(&key.as_bytes()[..])
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(|s| seq_from_db(s, "manifest")).transpose()
+    }
+
+    async fn put_pointer(&self, rec: &PointerRecord) -> Result<PutOutcome, StoreError> {
+        let seq = seq_to_db(rec.seq)?;
+        let key = &rec.key.as_bytes()[..];
+        let sig = &rec.signature.as_bytes()[..];
+        for _ in 0..PUT_ATTEMPTS {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let row: Option<(i64, bool, bool)> = sqlx::query_as(
+                "SELECT seq, signature IS NOT NULL, \
+                        coalesce(infohash_text = ?2 AND signature = ?3, 0) \
+                 FROM pointers WHERE public_key = ?1",
+            )
+            .bind(key)
+            .bind(rec.infohash_text.as_str())
+            .bind(sig)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let slot = match row {
+                Some((s, live, same)) => Some(Slot {
+                    sequence: seq_from_db(s, "pointer")?,
+                    live,
+                    same,
+                }),
+                None => None,
+            };
+            let outcome = match plan(rec.seq, slot) {
+                Plan::Done(outcome) => Some(outcome),
+                Plan::Insert => {
+                    let done = sqlx::query(
+                        "INSERT INTO pointers \
+                         (public_key, seq, public_key_text, infohash_text, signature, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (public_key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(rec.public_key_text.as_str())
+                    .bind(rec.infohash_text.as_str())
+                    .bind(sig)
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(PutOutcome::Created)
+                }
+                Plan::Replace { was_live } => {
+                    let done = sqlx::query(
+                        "UPDATE pointers SET seq = ?2, public_key_text = ?3, \
+                         infohash_text = ?4, signature = ?5, updated_at = ?6 \
+                         WHERE public_key = ?1 AND seq < ?2",
+                    )
+                    .bind(key)
+                    .bind(seq)
+                    .bind(rec.public_key_text.as_str())
+                    .bind(rec.infohash_text.as_str())
+                    .bind(sig)
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    (done.rows_affected() == 1).then_some(if was_live {
+                        PutOutcome::Updated
+                    } else {
+                        PutOutcome::Created
+                    })
+                }
+            };
+            tx.commit().await?;
+            if let Some(outcome) = outcome {
+                return Ok(outcome);
+            }
+        }
+        Err(gave_up("pointer"))
+    }
+
+    async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError> {
+        type Row = (i64, Option<String>, Option<String>, Vec<u8>, i64);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT seq, public_key_text, infohash_text, signature, updated_at FROM pointers \
+             WHERE public_key = ?1 AND signature IS NOT NULL",
+        )
+        .bind(&key.as_bytes()[..])
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some((seq, pk_text, ih_text, sig, updated_at_ms)) = row else {
+            return Ok(None);
+        };
+        let (Some(public_key_text), Some(infohash_text)) = (pk_text, ih_text) else {
+            return Err(StoreError::Corrupt(
+                "live pointer row without its text columns".into(),
+            ));
+        };
+        let sig: [u8; Signature::LEN] = sig.try_into().map_err(|v: Vec<u8>| {
+            StoreError::Corrupt(format!("pointer signature is {} bytes", v.len()))
+        })?;
+        Ok(Some(PointerRecord {
+            key: *key,
+            public_key_text,
+            infohash_text,
+            seq: seq_from_db(seq, "pointer")?,
+            signature: Signature::from(sig),
+            updated_at_ms,
+        }))
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (manifests, pointers): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM manifests WHERE body IS NOT NULL), \
+                    (SELECT count(*) FROM pointers WHERE signature IS NOT NULL)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(StoreStats {
+            manifests: count_from_db(manifests, "manifest")?,
+            pointers: count_from_db(pointers, "pointer")?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn close(&self) {
+        // Readers first, then the writer, so the last connection to close checkpoints the WAL.
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_covers_every_case() {
+        let slot = |sequence, live, same| {
+            Some(Slot {
+                sequence,
+                live,
+                same,
+            })
+        };
+        assert!(matches!(plan(1, None), Plan::Insert));
+        assert!(matches!(
+            plan(5, slot(4, true, false)),
+            Plan::Replace { was_live: true }
+        ));
+        assert!(matches!(
+            plan(5, slot(4, false, false)),
+            Plan::Replace { was_live: false }
+        ));
+        assert!(matches!(
+            plan(4, slot(4, true, true)),
+            Plan::Done(PutOutcome::Unchanged)
+        ));
+        assert!(matches!(
+            plan(4, slot(4, true, false)),
+            Plan::Done(PutOutcome::Conflict { current: 4 })
+        ));
+        assert!(matches!(
+            plan(4, slot(4, false, false)),
+            Plan::Done(PutOutcome::Conflict { current: 4 })
+        ));
+        assert!(matches!(
+            plan(3, slot(4, true, true)),
+            Plan::Done(PutOutcome::Conflict { current: 4 })
+        ));
+    }
+
+    #[test]
+    fn sequences_map_to_and_from_the_database() {
+        assert_eq!(seq_to_db(0).ok(), Some(0));
+        assert!(matches!(seq_to_db(u64::MAX), Err(StoreError::Database(_))));
+        assert_eq!(seq_from_db(7, "x").ok(), Some(7));
+        assert!(matches!(seq_from_db(-1, "x"), Err(StoreError::Corrupt(_))));
+    }
+}

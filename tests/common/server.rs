@@ -1,0 +1,158 @@
+//! Servers for integration tests: in-process on port 0, or the real `megatorrentd` binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use megatorrent::server::{self, Config, Listeners};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::pg::PgTestDb;
+
+/// An in-process server on 127.0.0.1:0. Call [`TestServer::stop`] to shut it down cleanly
+/// (and drop its PostgreSQL database); dropping it only cancels the server.
+pub struct TestServer {
+    pub url: String,
+    pub addr: SocketAddr,
+    token: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
+    dir: tempfile::TempDir,
+    pg: Option<PgTestDb>,
+}
+
+impl TestServer {
+    /// The temporary directory the server's files live in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Shut down gracefully and clean up.
+    pub async fn stop(mut self) {
+        self.token.cancel();
+        let handle = self.handle.take().unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(15), handle)
+            .await
+            .expect("server did not stop within 15 s")
+            .expect("server task panicked");
+        res.expect("server returned an error");
+        if let Some(pg) = self.pg.take() {
+            pg.drop_db().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// A server on a fresh SQLite file.
+pub async fn start_sqlite() -> TestServer {
+    start_with(Config::default(), None).await
+}
+
+/// A server on a fresh PostgreSQL database.
+pub async fn start_pg() -> TestServer {
+    let pg = PgTestDb::create().await;
+    let mut cfg = Config::default();
+    cfg.database.url = pg.url.clone();
+    start_with(cfg, Some(pg)).await
+}
+
+/// A server with `config` (its `http.listen` is ignored; a SQLite URL left at the default is
+/// pointed into a temp dir).
+pub async fn start_with(mut config: Config, pg: Option<PgTestDb>) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    if config.database.url == Config::default().database.url {
+        config.database.url = format!("sqlite://{}", dir.path().join("test.db").display());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(server::run(
+        config,
+        Listeners { http: listener },
+        token.clone(),
+    ));
+    let server = TestServer {
+        url: format!("http://{addr}"),
+        addr,
+        token,
+        handle: Some(handle),
+        dir,
+        pg,
+    };
+    wait_ready(addr).await;
+    server
+}
+
+/// Poll `/readyz` until it answers 200 (20 s at most).
+pub async fn wait_ready(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = super::http::request(addr, "GET", "/readyz", &[], b"").await {
+            if r.status == 200 {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server at {addr} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The real `megatorrentd` binary as a child process, listening on 127.0.0.1:0.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub url: String,
+}
+
+/// Path of the built server binary.
+pub fn daemon_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_megatorrentd"))
+}
+
+/// Start `megatorrentd` with `database_url`, in `cwd`, and wait until it serves.
+pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
+    let mut child = Command::new(daemon_bin())
+        .current_dir(cwd)
+        .env("MEGATORRENT_HTTP__LISTEN", "127.0.0.1:0")
+        .env("MEGATORRENT_DATABASE__URL", database_url)
+        .env("MEGATORRENT_LOG__LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn megatorrentd");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                return addr.parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("megatorrentd exited before listening");
+    })
+    .await
+    .expect("megatorrentd did not start within 30 s");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    wait_ready(addr).await;
+    Daemon {
+        child,
+        addr,
+        url: format!("http://{addr}"),
+    }
+}
