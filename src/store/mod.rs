@@ -13,6 +13,7 @@ use crate::proto::{PublicKey, Signature};
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod slot;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

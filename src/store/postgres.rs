@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
     ManifestRecord, PointerRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats,
     StoredManifest,
@@ -61,63 +62,6 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-/// A slot as read (and locked) inside the write transaction.
-struct Slot {
-    /// Its high-water mark.
-    sequence: u64,
-    /// Whether it holds a live record.
-    live: bool,
-    /// Whether the live record is identical to the one being written.
-    same: bool,
-}
-
-/// What a conditional write has to do, decided from the slot's current state.
-enum Plan {
-    /// The slot has never been written: insert a row.
-    Insert,
-    /// The new sequence is above the mark: overwrite the row.
-    Replace {
-        /// Whether a live record is being replaced (`Updated`) or a tombstone (`Created`).
-        was_live: bool,
-    },
-    /// Nothing to write.
-    Done(PutOutcome),
-}
-
-fn plan(new_sequence: u64, slot: Option<Slot>) -> Plan {
-    match slot {
-        None => Plan::Insert,
-        Some(s) if new_sequence > s.sequence => Plan::Replace { was_live: s.live },
-        Some(s) if new_sequence == s.sequence && s.live && s.same => {
-            Plan::Done(PutOutcome::Unchanged)
-        }
-        Some(s) => Plan::Done(PutOutcome::Conflict {
-            current: s.sequence,
-        }),
-    }
-}
-
-/// A sequence as the database stores it (`BIGINT`).
-fn seq_to_db(sequence: u64) -> Result<i64, StoreError> {
-    i64::try_from(sequence).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
-}
-
-/// A stored sequence back as `u64`; a negative value means the row is corrupt.
-fn seq_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .map_err(|_| StoreError::Corrupt(format!("{what} sequence {value} is negative")))
-}
-
-fn count_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} count {value}")))
-}
-
-fn gave_up(what: &str) -> StoreError {
-    StoreError::Corrupt(format!(
-        "{what} slot kept changing during a locked write ({PUT_ATTEMPTS} attempts)"
-    ))
 }
 
 #[async_trait]
@@ -181,7 +125,7 @@ impl Store for PgStore {
                 return Ok(outcome);
             }
         }
-        Err(gave_up("manifest"))
+        Err(gave_up("manifest", PUT_ATTEMPTS))
     }
 
     async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
@@ -291,7 +235,7 @@ impl Store for PgStore {
                 return Ok(outcome);
             }
         }
-        Err(gave_up("pointer"))
+        Err(gave_up("pointer", PUT_ATTEMPTS))
     }
 
     async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError> {

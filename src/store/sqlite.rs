@@ -29,6 +29,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
     ManifestRecord, PointerRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats,
     StoredManifest,
@@ -101,63 +102,6 @@ impl SqliteStore {
     }
 }
 
-/// A slot as read inside the write transaction.
-struct Slot {
-    /// Its high-water mark.
-    sequence: u64,
-    /// Whether it holds a live record.
-    live: bool,
-    /// Whether the live record is identical to the one being written.
-    same: bool,
-}
-
-/// What a conditional write has to do, decided from the slot's current state.
-enum Plan {
-    /// The slot has never been written: insert a row.
-    Insert,
-    /// The new sequence is above the mark: overwrite the row.
-    Replace {
-        /// Whether a live record is being replaced (`Updated`) or a tombstone (`Created`).
-        was_live: bool,
-    },
-    /// Nothing to write.
-    Done(PutOutcome),
-}
-
-fn plan(new_sequence: u64, slot: Option<Slot>) -> Plan {
-    match slot {
-        None => Plan::Insert,
-        Some(s) if new_sequence > s.sequence => Plan::Replace { was_live: s.live },
-        Some(s) if new_sequence == s.sequence && s.live && s.same => {
-            Plan::Done(PutOutcome::Unchanged)
-        }
-        Some(s) => Plan::Done(PutOutcome::Conflict {
-            current: s.sequence,
-        }),
-    }
-}
-
-/// A sequence as the database stores it (`INTEGER`/`BIGINT`).
-fn seq_to_db(sequence: u64) -> Result<i64, StoreError> {
-    i64::try_from(sequence).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
-}
-
-/// A stored sequence back as `u64`; a negative value means the row is corrupt.
-fn seq_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .map_err(|_| StoreError::Corrupt(format!("{what} sequence {value} is negative")))
-}
-
-fn count_from_db(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} count {value}")))
-}
-
-fn gave_up(what: &str) -> StoreError {
-    StoreError::Corrupt(format!(
-        "{what} slot kept changing under the write lock ({PUT_ATTEMPTS} attempts)"
-    ))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError> {
@@ -220,7 +164,7 @@ impl Store for SqliteStore {
                 return Ok(outcome);
             }
         }
-        Err(gave_up("manifest"))
+        Err(gave_up("manifest", PUT_ATTEMPTS))
     }
 
     async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
@@ -330,7 +274,7 @@ impl Store for SqliteStore {
                 return Ok(outcome);
             }
         }
-        Err(gave_up("pointer"))
+        Err(gave_up("pointer", PUT_ATTEMPTS))
     }
 
     async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError> {
@@ -389,54 +333,5 @@ impl Store for SqliteStore {
         // Readers first, then the writer, so the last connection to close checkpoints the WAL.
         self.reader.close().await;
         self.writer.close().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_covers_every_case() {
-        let slot = |sequence, live, same| {
-            Some(Slot {
-                sequence,
-                live,
-                same,
-            })
-        };
-        assert!(matches!(plan(1, None), Plan::Insert));
-        assert!(matches!(
-            plan(5, slot(4, true, false)),
-            Plan::Replace { was_live: true }
-        ));
-        assert!(matches!(
-            plan(5, slot(4, false, false)),
-            Plan::Replace { was_live: false }
-        ));
-        assert!(matches!(
-            plan(4, slot(4, true, true)),
-            Plan::Done(PutOutcome::Unchanged)
-        ));
-        assert!(matches!(
-            plan(4, slot(4, true, false)),
-            Plan::Done(PutOutcome::Conflict { current: 4 })
-        ));
-        assert!(matches!(
-            plan(4, slot(4, false, false)),
-            Plan::Done(PutOutcome::Conflict { current: 4 })
-        ));
-        assert!(matches!(
-            plan(3, slot(4, true, true)),
-            Plan::Done(PutOutcome::Conflict { current: 4 })
-        ));
-    }
-
-    #[test]
-    fn sequences_map_to_and_from_the_database() {
-        assert_eq!(seq_to_db(0).ok(), Some(0));
-        assert!(matches!(seq_to_db(u64::MAX), Err(StoreError::Database(_))));
-        assert_eq!(seq_from_db(7, "x").ok(), Some(7));
-        assert!(matches!(seq_from_db(-1, "x"), Err(StoreError::Corrupt(_))));
     }
 }
