@@ -289,3 +289,30 @@ async fn https_and_malformed_server_urls_are_refused() {
     let run = mt(tmp.path(), "not a url", &["lookup", &key]).await;
     assert!(run.failed().contains("invalid server URL"), "{run:?}");
 }
+
+/// The same flow against a server on PostgreSQL (the README's second database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_publish_lookup_on_postgres() {
+    let server = common::server::start_pg().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let url = server.url.as_str();
+    let key = mt(&home, url, &["keygen"]).await.ok().to_owned();
+    assert_eq!(
+        mt(&home, url, &["publish", "--title", "news", M1])
+            .await
+            .ok(),
+        "1"
+    );
+    assert_eq!(
+        mt(&home, url, &["publish", "--title", "news", M2])
+            .await
+            .ok(),
+        "2"
+    );
+    let (m, _) = server_manifest(&server, &key).await;
+    assert_eq!(m.items("news"), [M1, M2]);
+    let shown = mt(&home, url, &["lookup", &key]).await;
+    assert!(shown.ok().contains("news (2 items)"), "{}", shown.stdout);
+    server.stop().await;
+}
