@@ -349,4 +349,8 @@ impl Store for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn pg_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
+    }
 }
