@@ -108,12 +108,15 @@ impl Swarms {
             if a.event == AnnounceEvent::Completed {
                 t.downloaded = t.downloaded.saturating_add(1);
             }
+            // A peer becomes a seeder on `left: 0` or `completed` and stays one (an
+            // announce that only carries an answer has no `left`).
             let seeder = a.left == Some(0) || a.event == AnnounceEvent::Completed;
+            let was_seeder = t.peers.get(&a.peer_id).is_some_and(|p| p.seeder);
             t.peers.insert(
                 a.peer_id,
                 Peer {
                     outbox: outbox.clone(),
-                    seeder,
+                    seeder: seeder || was_seeder,
                 },
             );
         }
