@@ -250,7 +250,7 @@ impl Hub {
         let shard = self.shard(key);
         shard.get(key).map(|t| Interest {
             subscribers: !t.subs.is_empty(),
-            waiters: !t.idle() && t.subs.is_empty(),
+            waiters: t.waiters.as_ref().is_some_and(|w| w.receiver_count() > 0),
             latest: t.latest,
         })
     }
