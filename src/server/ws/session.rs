@@ -228,8 +228,8 @@ impl Session {
             hub.subscribe(k, &self.outbox);
             self.subscriptions.insert(*k);
         }
-        self.send(json!({"action": "subscribe", "status": "ok"}).to_string());
-        // Catch up with what is stored; the hub drops it if a push got there first.
+        // Catch up with what is stored (the hub drops it if a push got there first), then
+        // acknowledge: whatever the client got before the ack is the current state.
         for k in &new {
             match self.state.store().get_manifest(k).await {
                 Ok(Some(m)) => {
@@ -241,6 +241,7 @@ impl Session {
                 Err(e) => tracing::warn!(error = %e, "subscribe: cannot read the stored manifest"),
             }
         }
+        self.send(json!({"action": "subscribe", "status": "ok"}).to_string());
     }
 
     fn unsubscribe(&mut self, msg: &Value) {
