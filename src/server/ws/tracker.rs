@@ -145,7 +145,7 @@ impl Swarms {
         if shard.get(&a.info_hash).is_some_and(|t| t.peers.is_empty()) {
             shard.remove(&a.info_hash);
         }
-        let reply = a.answer.is_none().then(|| {
+        let reply = a.answer.is_none().then_some({
             Outgoing::AnnounceResponse(AnnounceResponse {
                 info_hash: a.info_hash,
                 interval,
