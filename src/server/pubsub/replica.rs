@@ -1,7 +1,7 @@
 //! Cross-replica fan-out over PostgreSQL `LISTEN`/`NOTIFY` (no extra broker).
 //!
 //! After a publish the replica runs `pg_notify('megatorrent_manifests', '<key hex>:<seq>')`.
-//! Every replica listens on that channel with a dedicated pooled connection. On news of a
+//! Every replica listens on that channel with a dedicated connection. On news of a
 //! sequence newer than it fanned out, a replica with subscribers for the key reads the
 //! manifest from the store (never from the payload) and fans it out; one with only
 //! long-poll waiters just wakes them. When the listening connection is lost it is
@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -50,11 +50,20 @@ pub fn parse_payload(text: &str) -> Option<(PublicKey, u64)> {
 }
 
 /// Listen until `shutdown`, reconnecting with exponential backoff.
+///
+/// The listening connection comes from a one-connection pool of its own (same connect
+/// options as the store's), so it never takes a connection the store's queries need.
 pub async fn listen(pool: PgPool, store: Arc<dyn Store>, hub: Hub, shutdown: CancellationToken) {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*pool.connect_options()).clone());
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let attempt = async {
-            let mut l = PgListener::connect_with(&pool).await?;
+            let mut l = PgListener::connect_with(&own).await?;
+            l.ignore_pool_close_event(true);
             l.listen(CHANNEL).await?;
             Ok::<_, sqlx::Error>(l)
         };
