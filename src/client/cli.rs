@@ -13,6 +13,7 @@ use super::api::{ApiError, PutResult, SignalingClient};
 use super::display::{printable, render_manifest};
 use super::http::{BaseUrl, HttpClient, UrlError};
 use super::identity::{Home, IdentityError};
+use super::subscribe::{self as live, LiveError, SubscribeOptions, WsPublish};
 use crate::net::Connector;
 use crate::proto::{Collection, HexError, ManifestError, PublicKey, UnsignedManifest};
 
@@ -90,6 +91,29 @@ pub enum Command {
         /// Items to add (magnet links)
         #[arg(required = true, value_name = "ITEM")]
         items: Vec<String>,
+        /// Publish over the server's WebSocket instead of HTTP
+        #[arg(long)]
+        ws: bool,
+    },
+    /// Follow keys: print each new verified manifest as the server pushes it
+    ///
+    /// Connects to the server's WebSocket, prints the current manifest of each key, then
+    /// every newer one as it is published. Reconnects (with growing, jittered delays) when
+    /// the connection drops, without printing any manifest twice. Every manifest is
+    /// verified here; the server is never trusted.
+    Subscribe {
+        /// Public keys to follow (64 hex characters each)
+        #[arg(required = true, value_name = "PUBKEY")]
+        pubkeys: Vec<String>,
+        /// Print each manifest as canonical JSON on one line
+        #[arg(long)]
+        json: bool,
+        /// Exit after printing N manifests
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Exit after SECS seconds (an error if --count manifests have not arrived by then)
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+        max_time: Option<u64>,
     },
     /// Fetch a manifest, verify its signature and show it
     Lookup {
@@ -145,6 +169,9 @@ pub enum CliError {
         /// Attempts made.
         attempts: u32,
     },
+    /// A WebSocket operation failed.
+    #[error(transparent)]
+    Live(#[from] LiveError),
     /// Writing the result failed.
     #[error("cannot write output")]
     Output(#[source] io::Error),
@@ -171,10 +198,36 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             title,
             replace,
             items,
+            ws,
         } => {
-            let client = signaling(&cli)?;
-            let seq = publish(&home, &client, title, items, *replace).await?;
+            let seq = if *ws {
+                publish_ws(&cli, &home, title, items, *replace).await?
+            } else {
+                let client = signaling(&cli)?;
+                publish(&home, &client, title, items, *replace).await?
+            };
             emit(out, format!("{seq}\n").as_bytes())
+        }
+        Command::Subscribe {
+            pubkeys,
+            json,
+            count,
+            max_time,
+        } => {
+            let keys = pubkeys
+                .iter()
+                .map(|k| parse_key(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = SubscribeOptions {
+                keys,
+                json: *json,
+                count: *count,
+                max_time: max_time.map(Duration::from_secs),
+                request_timeout: Duration::from_secs(cli.timeout),
+            };
+            let (connector, base) = connector_and_base(&cli)?;
+            live::subscribe(&connector, &base, &opts, out).await?;
+            Ok(())
         }
         Command::Lookup { pubkey, json } => {
             let key = parse_key(pubkey)?;
@@ -195,22 +248,22 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
 
 /// Build the signaling client from the global flags.
 fn signaling(cli: &Cli) -> Result<SignalingClient, CliError> {
-    let timeout = Duration::from_secs(cli.timeout);
-    let connector =
-        Connector::direct().with_connect_timeout(timeout.min(Connector::DEFAULT_CONNECT_TIMEOUT));
+    let (connector, base) = connector_and_base(cli)?;
     let http =
-        HttpClient::new(connector, BaseUrl::parse(&cli.server)?).with_request_timeout(timeout);
+        HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
     Ok(SignalingClient::new(http))
 }
 
-/// The `publish` command; returns the published sequence.
-async fn publish(
-    home: &Home,
-    client: &SignalingClient,
-    title: &str,
-    items: &[String],
-    replace: bool,
-) -> Result<u64, CliError> {
+/// The connector and server URL from the global flags.
+fn connector_and_base(cli: &Cli) -> Result<(Connector, BaseUrl), CliError> {
+    let timeout = Duration::from_secs(cli.timeout);
+    let connector =
+        Connector::direct().with_connect_timeout(timeout.min(Connector::DEFAULT_CONNECT_TIMEOUT));
+    Ok((connector, BaseUrl::parse(&cli.server)?))
+}
+
+/// Check `publish` arguments, warning about items that are not magnet links.
+fn check_publish_args(title: &str, items: &[String]) -> Result<(), CliError> {
     check_title(title)?;
     for item in items {
         check_item(item)?;
@@ -221,6 +274,72 @@ async fn publish(
             ));
         }
     }
+    Ok(())
+}
+
+/// `publish --ws`: as [`publish`], over one WebSocket.
+async fn publish_ws(
+    cli: &Cli,
+    home: &Home,
+    title: &str,
+    items: &[String],
+    replace: bool,
+) -> Result<u64, CliError> {
+    check_publish_args(title, items)?;
+    let id = home.load_identity()?;
+    warn_loose_permissions(home);
+    let pk = id.public_key();
+    let mut state = home.load_state()?;
+    let (connector, base) = connector_and_base(cli)?;
+    let timeout = Duration::from_secs(cli.timeout);
+    let (mut conn, mut current) = live::open_for_publish(&connector, &base, &pk, timeout).await?;
+    let mut conflict_floor = 0u64;
+    for _ in 0..=MAX_CONFLICT_RETRIES {
+        let server_seq = current.as_ref().map_or(0, |m| m.sequence());
+        let mut collections = match (&current, replace) {
+            (Some(m), false) => m.collections().to_vec(),
+            _ => Vec::new(),
+        };
+        merge_items(&mut collections, title, items);
+        let sequence = 1 + state.highest_for(&pk).max(server_seq).max(conflict_floor);
+        let manifest = UnsignedManifest {
+            sequence,
+            timestamp: u64::try_from(crate::now_ms()).unwrap_or(0),
+            collections,
+        }
+        .sign(id.signing_key())
+        .map_err(CliError::Sign)?;
+        match live::publish_over(&mut conn, &manifest, &mut current, timeout).await? {
+            WsPublish::Stored(published) => {
+                state.record(&pk, published);
+                if let Err(e) = home.save_state(&state) {
+                    note(&format!("warning: published, but {e}"));
+                }
+                note(&format!("published sequence {published} over WebSocket"));
+                conn.close().await;
+                return Ok(published);
+            }
+            WsPublish::Conflict(cur) => {
+                conflict_floor = conflict_floor.max(cur.unwrap_or(sequence));
+                note("the server holds a newer manifest; retrying");
+            }
+        }
+    }
+    conn.close().await;
+    Err(CliError::TooManyConflicts {
+        attempts: MAX_CONFLICT_RETRIES + 1,
+    })
+}
+
+/// The `publish` command; returns the published sequence.
+async fn publish(
+    home: &Home,
+    client: &SignalingClient,
+    title: &str,
+    items: &[String],
+    replace: bool,
+) -> Result<u64, CliError> {
+    check_publish_args(title, items)?;
     let id = home.load_identity()?;
     warn_loose_permissions(home);
     let pk = id.public_key();

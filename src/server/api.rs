@@ -1,6 +1,6 @@
 //! `/v1` manifest API, info and health handlers.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -39,7 +39,10 @@ pub async fn put_manifest(
     };
     let status = match state.store().put_manifest(&record).await? {
         PutOutcome::Created => StatusCode::CREATED,
-        PutOutcome::Updated | PutOutcome::Unchanged => StatusCode::OK,
+        PutOutcome::Updated => StatusCode::OK,
+        PutOutcome::Unchanged => {
+            return Ok((StatusCode::OK, Json(json!({ "sequence": sequence }))))
+        }
         PutOutcome::Conflict { current } => {
             return Err(ApiError::Conflict {
                 offered: sequence,
@@ -47,20 +50,26 @@ pub async fn put_manifest(
             })
         }
     };
+    // Push to WebSocket subscribers here and on the other replicas.
+    state.pubsub().published(&key, sequence, &record.body).await;
     Ok((status, Json(json!({ "sequence": sequence }))))
 }
 
 /// `GET /v1/manifests/{key}`: the stored canonical bytes, with `ETag: "<sequence>"`.
+/// With `?wait=N` (long-poll), first waits up to N seconds for a sequence newer than
+/// `If-None-Match` (see [`super::longpoll`]).
 pub async fn get_manifest(
     State(state): State<AppState>,
     KeyPath(key): KeyPath,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let stored = state
-        .store()
-        .get_manifest(&key)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let wait = super::longpoll::wait_secs(query.as_deref(), &state)?;
+    let stored = match wait {
+        Some(secs) => super::longpoll::wait_for_newer(&state, &key, &headers, secs).await?,
+        None => state.store().get_manifest(&key).await?,
+    }
+    .ok_or(ApiError::NotFound)?;
     let etag = format!("\"{}\"", stored.sequence);
     let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::NotFound)?;
     let not_modified = headers
@@ -109,13 +118,15 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         "backend": backend,
         // SQLite is single-replica; PostgreSQL supports several replicas.
         "replication": if backend == "postgres" { "multi" } else { "single" },
-        "features": ["manifests", "pointers"],
+        "features": ["manifests", "pointers", "websocket", "pubsub", "webtorrent", "long-poll"],
         "limits": {
             "maxManifestBytes": state.manifest_limits().max_bytes,
             "maxPointerBytes": MAX_POINTER_BYTES,
             "maxClockSkewSecs": cfg.limits.max_clock_skew_secs,
             "requestTimeoutSecs": cfg.http.request_timeout_secs,
+            "maxWaitSecs": super::longpoll::max_wait_secs(&state),
         },
+        "websocket": super::ws::info(&cfg.websocket),
     }))
 }
 

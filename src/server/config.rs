@@ -28,6 +28,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The WebSocket (WebTorrent tracker and manifest pub/sub).
+    pub websocket: WebsocketConfig,
 }
 
 /// `[http]`: the public listener.
@@ -121,6 +123,88 @@ impl Default for LimitsConfig {
             max_manifest_bytes: ManifestLimits::DEFAULT_MAX_BYTES,
             max_clock_skew_secs: 600,
         }
+    }
+}
+
+/// `[websocket]`: bounds of the WebSocket endpoint (`GET /` and `GET /announce` upgrades).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebsocketConfig {
+    /// Open sockets allowed at once; further ones are closed with a reason. Default 10000.
+    pub max_connections: u64,
+    /// Largest message (and frame) accepted, in bytes; must leave room for a manifest of
+    /// `limits.max_manifest_bytes`. Default 131072.
+    pub max_message_bytes: usize,
+    /// Manifest subscriptions per socket. Default 256.
+    pub max_subscriptions: usize,
+    /// Torrents one socket may announce in (WebTorrent). Default 256.
+    pub max_torrents: usize,
+    /// Frames queued to one socket before it counts as a slow reader and is closed.
+    /// Default 256.
+    pub outbound_queue: usize,
+    /// Seconds between server pings. Default 30.
+    pub ping_interval_secs: u64,
+    /// Close a socket that sent nothing (not even a pong) for this many seconds. Default 120.
+    pub idle_timeout_secs: u64,
+    /// WebTorrent re-announce interval told to peers, in seconds. Default 120.
+    pub announce_interval_secs: u32,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_message_bytes: 128 * 1024,
+            max_subscriptions: 256,
+            max_torrents: 256,
+            outbound_queue: 256,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 120,
+            announce_interval_secs: 120,
+        }
+    }
+}
+
+impl WebsocketConfig {
+    fn validate(&self, max_manifest_bytes: usize, errs: &mut Vec<String>) {
+        let mut check = |ok: bool, msg: &str| {
+            if !ok {
+                errs.push(format!("websocket.{msg}"));
+            }
+        };
+        check(
+            (1..=1_000_000).contains(&self.max_connections),
+            "max_connections must be in 1..=1000000",
+        );
+        check(
+            self.max_message_bytes >= max_manifest_bytes.saturating_add(1024)
+                && self.max_message_bytes <= 16 * 1024 * 1024,
+            "max_message_bytes must be at least limits.max_manifest_bytes + 1024 and at most 16 MiB",
+        );
+        check(
+            (1..=100_000).contains(&self.max_subscriptions),
+            "max_subscriptions must be in 1..=100000",
+        );
+        check(
+            (1..=100_000).contains(&self.max_torrents),
+            "max_torrents must be in 1..=100000",
+        );
+        check(
+            (1..=65_536).contains(&self.outbound_queue),
+            "outbound_queue must be in 1..=65536",
+        );
+        check(
+            (1..=3600).contains(&self.ping_interval_secs),
+            "ping_interval_secs must be in 1..=3600",
+        );
+        check(
+            self.idle_timeout_secs > self.ping_interval_secs && self.idle_timeout_secs <= 86_400,
+            "idle_timeout_secs must be above ping_interval_secs and at most 86400",
+        );
+        check(
+            (10..=86_400).contains(&self.announce_interval_secs),
+            "announce_interval_secs must be in 10..=86400",
+        );
     }
 }
 
@@ -235,6 +319,7 @@ impl Config {
         if !scheme_ok {
             errs.push("database.url must start with sqlite:, postgres:// or postgresql://".into());
         }
+        self.websocket.validate(l.max_manifest_bytes, &mut errs);
         if self.log.level.trim().is_empty() {
             errs.push("log.level must not be empty".into());
         }

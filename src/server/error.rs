@@ -53,6 +53,9 @@ pub enum ApiError {
     /// The request body could not be read.
     #[error("could not read the request body")]
     BodyRead,
+    /// A query parameter is malformed.
+    #[error("invalid query: {0}")]
+    BadQuery(&'static str),
     /// The store failed.
     #[error("storage failure")]
     Store(#[from] StoreError),
@@ -76,6 +79,7 @@ impl ApiError {
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found"),
             Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             Self::BodyRead => (StatusCode::BAD_REQUEST, "bad-body"),
+            Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -97,6 +101,7 @@ impl ApiError {
             | Self::NotFound
             | Self::BodyTooLarge { .. }
             | Self::BodyRead
+            | Self::BadQuery(_)
             | Self::Unavailable => json!({"error": code, "message": self.to_string()}),
         }
     }
@@ -200,6 +205,7 @@ mod tests {
             (ApiError::NotFound, 404, "not-found"),
             (ApiError::BodyTooLarge { max: 1 }, 413, "too-large"),
             (ApiError::BodyRead, 400, "bad-body"),
+            (ApiError::BadQuery("x"), 400, "invalid-query"),
             (ApiError::Unavailable, 503, "unavailable"),
             (
                 ApiError::Store(StoreError::Corrupt("secret detail".into())),

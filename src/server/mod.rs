@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,10 @@ mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
+mod longpoll;
 mod pointer;
+pub mod pubsub;
+pub mod ws;
 
 pub use config::Config;
 
@@ -39,6 +42,8 @@ struct Inner {
     manifest_limits: ManifestLimits,
     /// False once shutdown has begun, so readiness probes drain traffic first.
     ready: AtomicBool,
+    pubsub: pubsub::PubSub,
+    ws: ws::WsShared,
 }
 
 impl AppState {
@@ -46,14 +51,35 @@ impl AppState {
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let manifest_limits = config.manifest_limits();
+        let pubsub = pubsub::PubSub::new(store.as_ref());
         Self {
             inner: Arc::new(Inner {
                 store,
                 config,
                 manifest_limits,
                 ready: AtomicBool::new(true),
+                pubsub,
+                ws: ws::WsShared::default(),
             }),
         }
+    }
+
+    /// Manifest pub/sub (the fan-out hub and its counters).
+    #[must_use]
+    pub fn pubsub(&self) -> &pubsub::PubSub {
+        &self.inner.pubsub
+    }
+
+    /// State shared by the WebSockets.
+    #[must_use]
+    pub fn ws(&self) -> &ws::WsShared {
+        &self.inner.ws
+    }
+
+    /// A handle on the store (for background tasks).
+    #[must_use]
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
     }
 
     /// The store.
@@ -102,7 +128,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/info", get(api::info))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
-        .route("/announce", post(pointer::announce))
+        .route("/", get(ws::root))
+        .route("/announce", get(ws::announce).post(pointer::announce))
         .route("/lookup/{key}", get(pointer::lookup))
         .route("/stats", get(pointer::stats))
         .fallback(api::not_found)
@@ -170,21 +197,34 @@ pub async fn serve(
     let server = axum::serve(listeners.http, router)
         .with_graceful_shutdown(async move { drain_signal.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
+    let replication_stop = CancellationToken::new();
+    let replication = tokio::spawn({
+        let (pubsub, store) = (state.pubsub().clone(), state.store_arc());
+        let stop = replication_stop.clone();
+        async move { pubsub.run_replication(store, stop).await }
+    });
 
-    tokio::select! {
-        res = &mut server => {
-            res?;
-        }
+    let served = tokio::select! {
+        res = &mut server => res,
         () = shutdown.cancelled() => {
             tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining requests");
             state.set_not_ready();
             drain.cancel();
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(res) => res?,
-                Err(_) => tracing::warn!("grace period over; dropping remaining connections"),
+            let sockets = ws::shut_down(&state, grace);
+            match tokio::time::timeout(grace, async { tokio::join!(&mut server, sockets).0 }).await {
+                Ok(res) => res,
+                Err(_) => {
+                    tracing::warn!("grace period over; dropping remaining connections");
+                    Ok(())
+                }
             }
         }
+    };
+    replication_stop.cancel();
+    if let Err(e) = replication.await {
+        tracing::error!(error = %e, "replication task failed");
     }
+    served?;
     state.store().close().await;
     tracing::info!("stopped");
     Ok(())

@@ -139,6 +139,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Close the pool, flushing what the backend buffers.
     async fn close(&self);
+
+    /// The PostgreSQL pool, if this store is PostgreSQL (for `LISTEN`/`NOTIFY` between
+    /// replicas). `None` by default.
+    #[cfg(feature = "postgres")]
+    fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        None
+    }
 }
 
 /// Options shared by both backends.

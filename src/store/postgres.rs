@@ -293,4 +293,8 @@ impl Store for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn pg_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
+    }
 }

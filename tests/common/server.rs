@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use megatorrent::server::{self, Config, Listeners};
+use megatorrent::server::{self, AppState, Config, Listeners};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -18,6 +18,8 @@ use super::pg::PgTestDb;
 pub struct TestServer {
     pub url: String,
     pub addr: SocketAddr,
+    /// The server's shared state (hub counters, swarms).
+    pub state: AppState,
     token: CancellationToken,
     handle: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
     dir: tempfile::TempDir,
@@ -74,14 +76,17 @@ pub async fn start_with(mut config: Config, pg: Option<PgTestDb>) -> TestServer 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let handle = tokio::spawn(server::run(
-        config,
+    let store = server::open_store(&config).await.unwrap();
+    let state = AppState::new(store, config);
+    let handle = tokio::spawn(server::serve(
+        state.clone(),
         Listeners { http: listener },
         token.clone(),
     ));
     let server = TestServer {
         url: format!("http://{addr}"),
         addr,
+        state,
         token,
         handle: Some(handle),
         dir,
