@@ -39,6 +39,7 @@ import yaml
 try:
     import helm_python as helm
     import kubernetes_validate.utils as kv
+    import promql_parser
 except ImportError as exc:  # pragma: no cover - the venv is set up by scripts/check-deploy
     sys.exit(f"check_chart.py needs the deploy venv (scripts/check-deploy): {exc}")
 
@@ -420,11 +421,11 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         fails.check(path in ctx["router_paths"], st, f"{w}: the server's router has no route {path}")
 
     # Draining: the pod is not killed before the server's shutdown grace is over.
-    grace = cfg["http"].get("shutdown_grace_secs", 10)
+    grace = cfg["http"].get("shutdown_grace_secs", 10) + cfg["http"].get("shutdown_delay_secs", 0)
     sleep = srv.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     tgps = pod.get("terminationGracePeriodSeconds", 30)
     fails.check(tgps > grace + sleep, st,
-                f"{w}: terminationGracePeriodSeconds {tgps} <= shutdown_grace_secs {grace} + preStop {sleep}")
+                f"{w}: terminationGracePeriodSeconds {tgps} <= shutdown grace + delay {grace} + preStop {sleep}")
 
     # Database wiring.
     env = {e["name"]: e.get("value", "") for e in srv.get("env", [])}
@@ -532,6 +533,9 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
     for pr in r.of("PrometheusRule"):
         groups = pr["spec"]["groups"]
         fails.check(groups and all(g.get("rules") for g in groups), st, f"{w}: PrometheusRule without rules")
+        for g in groups:
+            for rule in g.get("rules", []):
+                check_promql(str(rule.get("expr", "")), fails, f"{w}: rule {rule.get('alert') or rule.get('record')}")
 
     ann = tmpl["metadata"].get("annotations", {})
     if ann.get("prometheus.io/scrape") == "true":
@@ -718,6 +722,60 @@ def check_values_docs(chart_dir: Path, fails: Failures) -> None:
                     f"values.schema.json does not declare `{path}`")
 
 
+METRIC_PREFIXES = ("megatorrent_", "process_")
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def check_promql(expr: str, fails: Failures, where: str) -> None:
+    """The expression parses, and reads only the server's own metrics (or `up`)."""
+    for var, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(var, value)
+    try:
+        tree = promql_parser.parse(expr)
+    except Exception as e:  # noqa: BLE001 - the parser raises plain exceptions
+        fails.add("promql", f"{where}: {e}: {expr.strip()}")
+        return
+    names: list[str] = []
+    promql_parser.walk(tree, lambda e: names.append(e.name) if isinstance(e, promql_parser.VectorSelector) else None)
+    for name in names:
+        fails.check(name == "up" or name.startswith(METRIC_PREFIXES), "promql",
+                    f"{where}: {name!r} is not a megatorrent metric")
+
+
+def check_monitoring_docs(chart_dir: Path, fails: Failures) -> None:
+    """docs/operations.md's example alerts and the Grafana dashboard."""
+    import json
+
+    ops = (REPO / "docs" / "operations.md").read_text()
+    fails.check(re.search(r"^### Metrics reference$", ops, re.M) is not None, "docs",
+                "docs/operations.md lost its `Metrics reference` heading")
+    block = re.search(r"<!-- check-deploy: prometheus-rules -->\n```yaml\n(.*?)```", ops, re.S)
+    if fails.check(block is not None, "docs", "docs/operations.md has no example rules block"):
+        rules = yaml.safe_load(block.group(1))
+        values = {"metrics": {"prometheusRule": {"enabled": True, "rules": rules}}}
+        try:
+            r = to_rendered("docs rules", values, DEFAULT_RELEASE, render(chart_dir, values, DEFAULT_RELEASE), fails)
+            fails.check(len(r.of("PrometheusRule")) == 1, "docs", "the example rules do not render a PrometheusRule")
+        except helm.HelmError as e:
+            fails.add("docs", f"the example rules are not valid metrics.prometheusRule.rules: {e}")
+        for rule in rules:
+            check_promql(str(rule["expr"]), fails, f"docs/operations.md {rule.get('alert')}")
+    dash_path = REPO / "docs" / "grafana" / "megatorrent.json"
+    try:
+        dash = json.loads(dash_path.read_text())
+    except (OSError, ValueError) as e:
+        fails.add("docs", f"{dash_path}: {e}")
+        return
+    targets = [(p["title"], t["expr"]) for p in dash.get("panels", []) for t in p.get("targets", [])]
+    fails.check(len(targets) >= 10, "docs", f"the dashboard has only {len(targets)} queries")
+    for title, expr in targets:
+        check_promql(expr, fails, f"dashboard panel {title!r}")
+    var_names = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+    used = set(re.findall(r"\$\{?([A-Za-z_]+)", json.dumps(dash)))
+    for var in sorted(used - var_names):
+        fails.check(var.startswith("__"), "docs", f"the dashboard uses ${var}, which it does not define")
+
+
 def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails: Failures,
                compose: Path | None = None) -> None:
     with helm.Chart.load(chart_dir) as chart:
@@ -778,6 +836,8 @@ def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails:
                 else:
                     fails.info(f"   rejected as expected: {path.name}")
 
+        fails.info("== PrometheusRule examples and the Grafana dashboard")
+        check_monitoring_docs(chart_dir, fails)
         fails.info("== checksum annotations")
         check_checksums(chart_dir, fails)
         if compose is not None:
@@ -801,6 +861,7 @@ MUTATIONS = [
     ("the schema stops guarding root", "values.schema.json", '"runAsUser": { "type": "integer", "minimum": 1 },\n        "runAsGroup": { "type": "integer", "minimum": 0 },\n        "fsGroup"', '"runAsUser": { "type": "integer", "minimum": 0 },\n        "runAsGroup": { "type": "integer", "minimum": 0 },\n        "fsGroup"', "bad-values"),
     ("a broken torrc option", "templates/_helpers.tpl", "HiddenServiceExportCircuitID haproxy", "HiddenServiceExportCircuitID haproxy\nHiddenServiceBogusOption 1", "tor-verify-config"),
     ("a value nobody documented", "values.yaml", "replicaCount: 1\n", "replicaCount: 1\nsurprise: true\n", "values-docs"),
+    ("a PromQL typo in a rule", "ci/servicemonitor-values.yaml", '== 0', '== 0)', "promql"),
     ("config checksum no longer follows the config", "templates/_pod.tpl", '(print $.Template.BasePath "/configmap.yaml") . | sha256sum', '(print $.Template.BasePath "/serviceaccount.yaml") . | sha256sum', "checksum"),
 ]
 

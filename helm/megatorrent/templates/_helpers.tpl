@@ -93,14 +93,15 @@ url
 
 {{- define "megatorrent.terminationGracePeriodSeconds" -}}
 {{- $grace := int .Values.config.http.shutdown_grace_secs }}
+{{- $delay := int (default 0 .Values.config.http.shutdown_delay_secs) }}
 {{- $sleep := int .Values.preStopSleepSeconds }}
-{{- $floor := add $grace $sleep }}
+{{- $floor := add $grace $delay $sleep }}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
 {{- add $floor 10 }}
 {{- else }}
 {{- $set := int .Values.terminationGracePeriodSeconds }}
 {{- if le $set $floor }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed config.http.shutdown_grace_secs + preStopSleepSeconds (%d), or the server is killed while it drains" $set $floor) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed config.http.shutdown_grace_secs + shutdown_delay_secs + preStopSleepSeconds (%d), or the server is killed while it drains" $set $floor) }}
 {{- end }}
 {{- $set }}
 {{- end }}
