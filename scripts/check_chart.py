@@ -273,6 +273,92 @@ def tor_verify(torrc: str, fails: Failures, where: str) -> None:
             fails.add("tor-verify-config", f"{where}: tor rejects the torrc:\n{res.stdout}{res.stderr}")
 
 
+def tor_sidecar_rehearsal(pod: dict, torrc: str, fails: Failures, where: str) -> None:
+    """Run the pod's onion-key init script and the tor sidecar for real, offline.
+
+    Keys made by one Tor are put in a directory shaped like a Secret volume (root-owned,
+    0440, group = fsGroup); the rendered init script copies them into an emptyDir-like state
+    directory as UID 65532, and tor (network disabled, in a private network namespace) must
+    accept them and publish the *same* onion address.
+    """
+    st = "tor-sidecar"
+    tor = shutil.which("tor")
+    if tor is None:
+        fails.add(st, f"{where}: `tor` is not installed")
+        return
+    init = next((c for c in pod.get("initContainers", []) if c["name"] == "onion-keys"), None)
+    if not fails.check(init is not None and init["command"][:2] == ["sh", "-ec"], st, f"{where}: no onion-keys init script"):
+        return
+    key_mount = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "onion-keys")
+    state_mount = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "tor-state")
+    uid = str(pod.get("securityContext", {}).get("runAsUser", 65532))
+    gid = str(pod.get("securityContext", {}).get("fsGroup", 65532))
+    as_user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={gid}"] if os.geteuid() == 0 else []
+
+    def run_tor(torrc_path: Path, log: Path, wait_for: Path, user: list[str]) -> bool:
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                ["unshare", "--net", "--", *user, tor, "--defaults-torrc", "/dev/null", "-f", str(torrc_path),
+                 "--DisableNetwork", "1"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+            try:
+                for _ in range(150):
+                    if wait_for.exists() and wait_for.stat().st_size > 0:
+                        return True
+                    if proc.poll() is not None:
+                        return False
+                    subprocess.run(["sleep", "0.1"], check=False)
+                return False
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    with tempfile.TemporaryDirectory(prefix="mt-tor-sidecar.") as tmp:
+        t = Path(tmp)
+        os.chmod(t, 0o755)
+        # 1. An onion service key pair, as an operator would have made it.
+        gen = t / "gen"
+        gen.mkdir(mode=0o700)
+        (gen / "torrc").write_text(f"DataDirectory {gen}/data\nSocksPort 0\nHiddenServiceDir {gen}/hs\n"
+                                   "HiddenServicePort 80 127.0.0.1:9\n")
+        if not fails.check(run_tor(gen / "torrc", gen / "log", gen / "hs" / "hostname", []), st,
+                           f"{where}: tor did not create onion keys:\n{(gen / 'log').read_text()[-2000:]}"):
+            return
+        address = (gen / "hs" / "hostname").read_text().strip()
+        # 2. The Secret volume: only the secret key, root-owned, group-readable by fsGroup.
+        keys = t / "onion-keys"
+        keys.mkdir(mode=0o755)
+        shutil.copy(gen / "hs" / "hs_ed25519_secret_key", keys / "hs_ed25519_secret_key")
+        os.chmod(keys / "hs_ed25519_secret_key", 0o440)
+        if os.geteuid() == 0:
+            os.chown(keys / "hs_ed25519_secret_key", 0, int(gid))
+        # 3. The emptyDir, then the init container's script.
+        state = t / "state"
+        state.mkdir()
+        os.chmod(state, 0o777)
+        script = init["command"][2].replace(key_mount, str(keys)).replace(state_mount, str(state))
+        res = subprocess.run([*as_user, "sh", "-ec", script], capture_output=True, text=True)
+        if not fails.check(res.returncode == 0, st, f"{where}: the onion-keys init script failed: {res.stderr}"):
+            return
+        # 4. The sidecar with the rendered torrc.
+        rendered = torrc.replace(state_mount, str(state))
+        (t / "torrc").write_text(rendered)
+        os.chmod(t / "torrc", 0o644)
+        hostname = state / "hidden_service" / "hostname"
+        ok = run_tor(t / "torrc", t / "sidecar.log", hostname, as_user)
+        log = (t / "sidecar.log").read_text()
+        if fails.check(ok, st, f"{where}: tor did not start the onion service from the copied keys:\n{log[-3000:]}"):
+            got = hostname.read_text().strip()
+            fails.check(got == address, st, f"{where}: onion address changed: {got} != {address}")
+            fails.check("[err]" not in log and "[warn]" not in log, st,
+                        f"{where}: tor logged warnings or errors:\n{log[-3000:]}")
+            fails.info(f"   tor sidecar: keys from the Secret give the same address {address[:16]}…")
+
+
 # --------------------------------------------------------------------------------------
 # Assertions on one rendered value set.
 
@@ -576,6 +662,8 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
             fails.check(not any(p.get("containerPort") == parse_listen(onion)[1] for p in srv.get("ports", [])) if onion else True,
                         st, f"{w}: the onion PROXY listener must not be a container port")
             tor_verify(torrc, fails, w)
+            if ctx.get("rehearse_tor"):
+                tor_sidecar_rehearsal(pod, torrc, fails, w)
     else:
         fails.check(tor is None and "onion_proxy" not in cfg, st, f"{w}: tor disabled but a tor container or onion listener exists")
 
@@ -777,7 +865,7 @@ def check_monitoring_docs(chart_dir: Path, fails: Failures) -> None:
 
 
 def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails: Failures,
-               compose: Path | None = None) -> None:
+               compose: Path | None = None, rehearse_tor: bool = False) -> None:
     with helm.Chart.load(chart_dir) as chart:
         chart_values = chart.values
     fails.info("== values.yaml vs README and schema")
@@ -786,6 +874,7 @@ def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails:
     ctx = {
         "image_env": image_env(REPO / "docker" / "Dockerfile"),
         "router_paths": set(re.findall(r'\.route\(\s*"([^"]+)"', router)),
+        "rehearse_tor": rehearse_tor,
     }
     with tempfile.TemporaryDirectory(prefix="mt-chart.") as tmp:
         ctx["tmp"] = tmp
@@ -918,7 +1007,7 @@ def main() -> int:
     if args.self_test:
         return self_test(args.chart, binary, kube_versions)
     fails = Failures()
-    run_checks(args.chart, binary, kube_versions, fails, compose=args.compose)
+    run_checks(args.chart, binary, kube_versions, fails, compose=args.compose, rehearse_tor=True)
     if fails.items:
         print(f"\nchart checks: {len(fails.items)} failure(s)")
         return 1
