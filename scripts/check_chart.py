@@ -23,12 +23,14 @@ import base64
 import copy
 import functools
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import traceback
 from dataclasses import dataclass, field
@@ -267,7 +269,8 @@ def tor_verify(torrc: str, fails: Failures, where: str) -> None:
         path.write_text(text)
         res = subprocess.run(
             [tor, "--verify-config", "--defaults-torrc", "/dev/null", "-f", str(path)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if res.returncode != 0 or "Configuration was valid" not in res.stdout:
             fails.add("tor-verify-config", f"{where}: tor rejects the torrc:\n{res.stdout}{res.stderr}")
@@ -287,7 +290,9 @@ def tor_sidecar_rehearsal(pod: dict, torrc: str, fails: Failures, where: str) ->
         fails.add(st, f"{where}: `tor` is not installed")
         return
     init = next((c for c in pod.get("initContainers", []) if c["name"] == "onion-keys"), None)
-    if not fails.check(init is not None and init["command"][:2] == ["sh", "-ec"], st, f"{where}: no onion-keys init script"):
+    if not fails.check(
+        init is not None and init["command"][:2] == ["sh", "-ec"], st, f"{where}: no onion-keys init script"
+    ):
         return
     key_mount = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "onion-keys")
     state_mount = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "tor-state")
@@ -298,17 +303,30 @@ def tor_sidecar_rehearsal(pod: dict, torrc: str, fails: Failures, where: str) ->
     def run_tor(torrc_path: Path, log: Path, wait_for: Path, user: list[str]) -> bool:
         with open(log, "w") as out:
             proc = subprocess.Popen(
-                ["unshare", "--net", "--", *user, tor, "--defaults-torrc", "/dev/null", "-f", str(torrc_path),
-                 "--DisableNetwork", "1"],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "unshare",
+                    "--net",
+                    "--",
+                    *user,
+                    tor,
+                    "--defaults-torrc",
+                    "/dev/null",
+                    "-f",
+                    str(torrc_path),
+                    "--DisableNetwork",
+                    "1",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
             try:
-                for _ in range(150):
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
                     if wait_for.exists() and wait_for.stat().st_size > 0:
                         return True
                     if proc.poll() is not None:
                         return False
-                    subprocess.run(["sleep", "0.1"], check=False)
+                    time.sleep(0.1)
                 return False
             finally:
                 proc.terminate()
@@ -323,10 +341,14 @@ def tor_sidecar_rehearsal(pod: dict, torrc: str, fails: Failures, where: str) ->
         # 1. An onion service key pair, as an operator would have made it.
         gen = t / "gen"
         gen.mkdir(mode=0o700)
-        (gen / "torrc").write_text(f"DataDirectory {gen}/data\nSocksPort 0\nHiddenServiceDir {gen}/hs\n"
-                                   "HiddenServicePort 80 127.0.0.1:9\n")
-        if not fails.check(run_tor(gen / "torrc", gen / "log", gen / "hs" / "hostname", []), st,
-                           f"{where}: tor did not create onion keys:\n{(gen / 'log').read_text()[-2000:]}"):
+        (gen / "torrc").write_text(
+            f"DataDirectory {gen}/data\nSocksPort 0\nHiddenServiceDir {gen}/hs\nHiddenServicePort 80 127.0.0.1:9\n"
+        )
+        if not fails.check(
+            run_tor(gen / "torrc", gen / "log", gen / "hs" / "hostname", []),
+            st,
+            f"{where}: tor did not create onion keys:\n{(gen / 'log').read_text()[-2000:]}",
+        ):
             return
         address = (gen / "hs" / "hostname").read_text().strip()
         # 2. The Secret volume: only the secret key, root-owned, group-readable by fsGroup.
@@ -354,8 +376,11 @@ def tor_sidecar_rehearsal(pod: dict, torrc: str, fails: Failures, where: str) ->
         if fails.check(ok, st, f"{where}: tor did not start the onion service from the copied keys:\n{log[-3000:]}"):
             got = hostname.read_text().strip()
             fails.check(got == address, st, f"{where}: onion address changed: {got} != {address}")
-            fails.check("[err]" not in log and "[warn]" not in log, st,
-                        f"{where}: tor logged warnings or errors:\n{log[-3000:]}")
+            fails.check(
+                "[err]" not in log and "[warn]" not in log,
+                st,
+                f"{where}: tor logged warnings or errors:\n{log[-3000:]}",
+            )
             fails.info(f"   tor sidecar: keys from the Secret give the same address {address[:16]}…")
 
 
@@ -386,7 +411,8 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
     pod = tmpl["spec"]
     pod_labels = tmpl["metadata"]["labels"]
     fails.check(
-        subset(wl["spec"]["selector"]["matchLabels"], pod_labels), st,
+        subset(wl["spec"]["selector"]["matchLabels"], pod_labels),
+        st,
         f"{w}: {wl['kind']} selector does not match its pod labels",
     )
     if postgres:
@@ -394,7 +420,8 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
             fails.check("replicas" not in wl["spec"], st, f"{w}: Deployment sets replicas although an HPA scales it")
         else:
             fails.check(
-                wl["spec"].get("replicas") == vals["replicaCount"], st,
+                wl["spec"].get("replicas") == vals["replicaCount"],
+                st,
                 f"{w}: Deployment replicas {wl['spec'].get('replicas')} != replicaCount {vals['replicaCount']}",
             )
     else:
@@ -403,13 +430,16 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         fails.check(not r.of("PodDisruptionBudget"), st, f"{w}: SQLite mode must not have a PDB")
         headless = r.one("Service", wl["spec"].get("serviceName"))
         fails.check(
-            headless is not None and headless["spec"].get("clusterIP") == "None", st,
+            headless is not None and headless["spec"].get("clusterIP") == "None",
+            st,
             f"{w}: StatefulSet serviceName {wl['spec'].get('serviceName')!r} is not a headless Service of the chart",
         )
 
     # Pod-level safety.
     fails.check(pod.get("enableServiceLinks") is False, st, f"{w}: pod spec must set enableServiceLinks: false")
-    fails.check(pod.get("automountServiceAccountToken") is False, st, f"{w}: pod must not mount a service account token")
+    fails.check(
+        pod.get("automountServiceAccountToken") is False, st, f"{w}: pod must not mount a service account token"
+    )
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         fails.check(not pod.get(key), st, f"{w}: pod sets {key}")
     psc = pod.get("securityContext", {})
@@ -423,11 +453,16 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
     for c in all_containers:
         sc = c.get("securityContext", {})
         name = c["name"]
-        eff = lambda k: sc.get(k, psc.get(k))  # noqa: E731 - container wins over pod
+
+        def eff(key: str, sc: dict = sc):  # the container's setting wins over the pod's
+            return sc.get(key, psc.get(key))
+
         fails.check(eff("runAsNonRoot") is True, st, f"{w}: container {name} may run as root (runAsNonRoot)")
         fails.check(eff("runAsUser") != 0, st, f"{w}: container {name} runs as UID 0")
         fails.check(sc.get("readOnlyRootFilesystem") is True, st, f"{w}: container {name} root FS is writable")
-        fails.check(sc.get("allowPrivilegeEscalation") is False, st, f"{w}: container {name} allows privilege escalation")
+        fails.check(
+            sc.get("allowPrivilegeEscalation") is False, st, f"{w}: container {name} allows privilege escalation"
+        )
         fails.check(not sc.get("privileged"), st, f"{w}: container {name} is privileged")
         caps = sc.get("capabilities", {})
         fails.check("ALL" in caps.get("drop", []), st, f"{w}: container {name} does not drop ALL capabilities")
@@ -436,7 +471,8 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         fails.check(seccomp == "RuntimeDefault", st, f"{w}: container {name} seccompProfile is {seccomp}")
         image = c.get("image", "")
         fails.check(
-            "@sha256:" in image or (":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest")), st,
+            "@sha256:" in image or (":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest")),
+            st,
             f"{w}: container {name} image {image!r} is not pinned to a tag or digest",
         )
         for p in c.get("ports", []):
@@ -471,16 +507,22 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
     http_host, http_port = parse_listen(cfg["http"]["listen"])
     p_http = container_port(srv, "http")
     fails.check(
-        p_http is not None and p_http["containerPort"] == http_port and p_http.get("protocol", "TCP") == "TCP"
-        and http_host == "0.0.0.0", st,
+        p_http is not None
+        and p_http["containerPort"] == http_port
+        and p_http.get("protocol", "TCP") == "TCP"
+        and http_host == "0.0.0.0",
+        st,
         f"{w}: container port `http` does not match http.listen {cfg['http']['listen']}",
     )
     if vals["udp"]["enabled"]:
         udp_listen = cfg.get("udp", {}).get("listen", "")
         p_udp = container_port(srv, "udp")
         fails.check(
-            bool(udp_listen) and p_udp is not None and p_udp.get("protocol") == "UDP"
-            and p_udp["containerPort"] == parse_listen(udp_listen)[1], st,
+            bool(udp_listen)
+            and p_udp is not None
+            and p_udp.get("protocol") == "UDP"
+            and p_udp["containerPort"] == parse_listen(udp_listen)[1],
+            st,
             f"{w}: container port `udp` does not match udp.listen {udp_listen!r}",
         )
     metrics_port = None
@@ -488,8 +530,11 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         m_listen = cfg.get("metrics", {}).get("listen", "")
         p_m = container_port(srv, "metrics")
         ok = bool(m_listen) and p_m is not None and p_m["containerPort"] == parse_listen(m_listen)[1]
-        fails.check(ok and parse_listen(m_listen)[0] == "0.0.0.0", st,
-                    f"{w}: container port `metrics` does not match metrics.listen {m_listen!r} on 0.0.0.0")
+        fails.check(
+            ok and parse_listen(m_listen)[0] == "0.0.0.0",
+            st,
+            f"{w}: container port `metrics` does not match metrics.listen {m_listen!r} on 0.0.0.0",
+        )
         metrics_port = p_m["containerPort"] if p_m else None
     else:
         fails.check("metrics" not in cfg, st, f"{w}: metrics disabled but metrics.listen written")
@@ -501,8 +546,11 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
             continue
         fails.check(get.get("path") == path, st, f"{w}: {probe} path {get.get('path')!r}, want {path}")
         p = container_port(srv, get.get("port"))
-        fails.check(p is not None and p["containerPort"] == http_port, st,
-                    f"{w}: {probe} port {get.get('port')!r} is not the HTTP listener")
+        fails.check(
+            p is not None and p["containerPort"] == http_port,
+            st,
+            f"{w}: {probe} port {get.get('port')!r} is not the HTTP listener",
+        )
     for path in (HEALTH_PATH, READY_PATH):
         fails.check(path in ctx["router_paths"], st, f"{w}: the server's router has no route {path}")
 
@@ -510,12 +558,14 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
     grace = cfg["http"].get("shutdown_grace_secs", 10) + cfg["http"].get("shutdown_delay_secs", 0)
     sleep = srv.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     tgps = pod.get("terminationGracePeriodSeconds", 30)
-    fails.check(tgps > grace + sleep, st,
-                f"{w}: terminationGracePeriodSeconds {tgps} <= shutdown grace + delay {grace} + preStop {sleep}")
+    fails.check(
+        tgps > grace + sleep,
+        st,
+        f"{w}: terminationGracePeriodSeconds {tgps} <= shutdown grace + delay {grace} + preStop {sleep}",
+    )
 
     # Database wiring.
     env = {e["name"]: e.get("value", "") for e in srv.get("env", [])}
-    mounts = {m["name"]: m for m in srv.get("volumeMounts", [])}
     vols = {v["name"]: v for v in pod.get("volumes", [])}
     for name, value in env.items():
         fails.check("postgres://" not in value, st, f"{w}: env {name} carries a database URL")
@@ -533,16 +583,24 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
                     found = True
                     secret = r.one("Secret", sec["secretName"])
                     if vals["database"]["postgres"].get("existingSecret"):
-                        fails.check(sec["secretName"] == vals["database"]["postgres"]["existingSecret"]
-                                    and item["key"] == vals["database"]["postgres"]["existingSecretKey"], st,
-                                    f"{w}: database Secret is not the existingSecret/key")
+                        fails.check(
+                            sec["secretName"] == vals["database"]["postgres"]["existingSecret"]
+                            and item["key"] == vals["database"]["postgres"]["existingSecretKey"],
+                            st,
+                            f"{w}: database Secret is not the existingSecret/key",
+                        )
                         url = "postgres://megatorrent:pw@db.example:5432/megatorrent"
                     else:
-                        if not fails.check(secret is not None and item["key"] in secret.get("data", {}), st,
-                                           f"{w}: Secret {sec['secretName']} with key {item['key']} is not rendered"):
+                        if not fails.check(
+                            secret is not None and item["key"] in secret.get("data", {}),
+                            st,
+                            f"{w}: Secret {sec['secretName']} with key {item['key']} is not rendered",
+                        ):
                             continue
                         url = base64.b64decode(secret["data"][item["key"]]).decode()
-                        fails.check(url == vals["database"]["postgres"]["url"], st, f"{w}: Secret URL differs from values")
+                        fails.check(
+                            url == vals["database"]["postgres"]["url"], st, f"{w}: Secret URL differs from values"
+                        )
                     db_files[url_file] = url
         fails.check(found, st, f"{w}: database.url_file {url_file!r} is not a mounted Secret key")
     else:
@@ -550,14 +608,23 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         fails.check(url == cfg["database"].get("url"), st, f"{w}: env and config disagree on the SQLite URL")
         data_dir = url.removeprefix("sqlite://").rsplit("/", 1)[0]
         m = next((m for m in srv.get("volumeMounts", []) if m["mountPath"] == data_dir), None)
-        if fails.check(m is not None and not m.get("readOnly"), st, f"{w}: SQLite directory {data_dir} is not a writable volume"):
+        if fails.check(
+            m is not None and not m.get("readOnly"), st, f"{w}: SQLite directory {data_dir} is not a writable volume"
+        ):
             claims = [t["metadata"]["name"] for t in wl["spec"].get("volumeClaimTemplates", [])]
             v = vols.get(m["name"])
             if vals["persistence"]["enabled"]:
-                fails.check(m["name"] in claims or (v and "persistentVolumeClaim" in v), st,
-                            f"{w}: persistence enabled but {data_dir} is not on a PVC")
+                fails.check(
+                    m["name"] in claims or (v and "persistentVolumeClaim" in v),
+                    st,
+                    f"{w}: persistence enabled but {data_dir} is not on a PVC",
+                )
             else:
-                fails.check(v is not None and "emptyDir" in v, st, f"{w}: persistence disabled but {data_dir} is not an emptyDir")
+                fails.check(
+                    v is not None and "emptyDir" in v,
+                    st,
+                    f"{w}: persistence disabled but {data_dir} is not an emptyDir",
+                )
 
     # --check-config with the pod's environment, plus what service links would inject.
     run_env = {**ctx["image_env"], **env, **service_link_env(r.of("Service"))}
@@ -572,14 +639,32 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
     svc_by_name = {s["metadata"]["name"]: s for s in r.of("Service")}
     for svc in svc_by_name.values():
         name = svc["metadata"]["name"]
-        fails.check(re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) is not None, st, f"{w}: Service name {name} is not DNS-1035")
-        fails.check(subset(svc["spec"].get("selector", {}), pod_labels) and svc["spec"].get("selector"), st,
-                    f"{w}: Service {name} selector does not match the pods")
+        fails.check(
+            re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) is not None,
+            st,
+            f"{w}: Service name {name} is not DNS-1035",
+        )
+        fails.check(
+            subset(svc["spec"].get("selector", {}), pod_labels) and svc["spec"].get("selector"),
+            st,
+            f"{w}: Service {name} selector does not match the pods",
+        )
         for p in svc["spec"]["ports"]:
             cp = container_port(srv, p.get("targetPort", p["port"]))
-            fails.check(cp is not None and cp.get("protocol", "TCP") == p.get("protocol", "TCP"), st,
-                        f"{w}: Service {name} port {p.get('name')} targets {p.get('targetPort')!r}, not a container port with protocol {p.get('protocol', 'TCP')}")
-    fails.check(DEFAULT_RELEASE not in svc_by_name or r.release == DEFAULT_RELEASE, st, f"{w}: unexpected Service names")
+            fails.check(
+                cp is not None and cp.get("protocol", "TCP") == p.get("protocol", "TCP"),
+                st,
+                f"{w}: Service {name} port {p.get('name')} targets {p.get('targetPort')!r}, not a container port with protocol {p.get('protocol', 'TCP')}",
+            )
+    if r.release == DEFAULT_RELEASE and not vals.get("fullnameOverride"):
+        # The case enableServiceLinks guards against: a Service called `megatorrent` would give
+        # every pod MEGATORRENT_PORT=tcp://… and friends, in the server's config namespace.
+        links = service_link_env([svc_by_name[n] for n in svc_by_name if n == DEFAULT_RELEASE])
+        fails.check(
+            "MEGATORRENT_PORT" in links,
+            st,
+            f"{w}: with the default release name the HTTP Service should be `{DEFAULT_RELEASE}`",
+        )
 
     for ing in r.of("Ingress"):
         for rule in ing["spec"]["rules"]:
@@ -599,7 +684,9 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         requests = srv.get("resources", {}).get("requests") or {}
         fails.check(not on_cpu or "cpu" in requests, st, f"{w}: HPA on CPU needs a CPU request")
     for pdb in r.of("PodDisruptionBudget"):
-        fails.check(subset(pdb["spec"]["selector"]["matchLabels"], pod_labels), st, f"{w}: PDB selector misses the pods")
+        fails.check(
+            subset(pdb["spec"]["selector"]["matchLabels"], pod_labels), st, f"{w}: PDB selector misses the pods"
+        )
 
     # ServiceMonitor: selects exactly the metrics Service, by a port name it has.
     for sm in r.of("ServiceMonitor"):
@@ -611,10 +698,17 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         names = {p.get("name"): p for p in svc["spec"]["ports"]}
         for ep in sm["spec"]["endpoints"]:
             p = names.get(ep.get("port"))
-            if fails.check(p is not None, st, f"{w}: ServiceMonitor port {ep.get('port')!r} is not a port name of Service {svc['metadata']['name']}"):
+            if fails.check(
+                p is not None,
+                st,
+                f"{w}: ServiceMonitor port {ep.get('port')!r} is not a port name of Service {svc['metadata']['name']}",
+            ):
                 cp = container_port(srv, p.get("targetPort"))
-                fails.check(cp is not None and cp["containerPort"] == metrics_port, st,
-                            f"{w}: ServiceMonitor port does not lead to the metrics listener")
+                fails.check(
+                    cp is not None and cp["containerPort"] == metrics_port,
+                    st,
+                    f"{w}: ServiceMonitor port does not lead to the metrics listener",
+                )
             fails.check(ep.get("path") == METRICS_PATH, st, f"{w}: ServiceMonitor path {ep.get('path')!r}")
     for pr in r.of("PrometheusRule"):
         groups = pr["spec"]["groups"]
@@ -625,52 +719,95 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
 
     ann = tmpl["metadata"].get("annotations", {})
     if ann.get("prometheus.io/scrape") == "true":
-        fails.check(ann.get("prometheus.io/port") == str(metrics_port) and ann.get("prometheus.io/path") == METRICS_PATH,
-                    st, f"{w}: prometheus.io annotations do not point at the metrics listener")
+        fails.check(
+            ann.get("prometheus.io/port") == str(metrics_port) and ann.get("prometheus.io/path") == METRICS_PATH,
+            st,
+            f"{w}: prometheus.io annotations do not point at the metrics listener",
+        )
     fails.check("checksum/config" in ann, st, f"{w}: no checksum/config annotation")
 
     # NetworkPolicy: selects the pods and lets every served port in.
     for np in r.of("NetworkPolicy"):
-        fails.check(subset(np["spec"]["podSelector"]["matchLabels"], pod_labels), st, f"{w}: NetworkPolicy misses the pods")
-        allowed = {(p.get("port"), p.get("protocol", "TCP")) for rule in np["spec"].get("ingress", []) for p in rule.get("ports", [])}
+        fails.check(
+            subset(np["spec"]["podSelector"]["matchLabels"], pod_labels), st, f"{w}: NetworkPolicy misses the pods"
+        )
+        allowed = {
+            (p.get("port"), p.get("protocol", "TCP"))
+            for rule in np["spec"].get("ingress", [])
+            for p in rule.get("ports", [])
+        }
         for cp in srv.get("ports", []):
-            fails.check((cp["name"], cp.get("protocol", "TCP")) in allowed, st,
-                        f"{w}: NetworkPolicy blocks container port {cp['name']}")
-        egress_ports = {(p.get("port"), p.get("protocol", "TCP")) for rule in np["spec"].get("egress", []) for p in rule.get("ports", [])}
+            fails.check(
+                (cp["name"], cp.get("protocol", "TCP")) in allowed,
+                st,
+                f"{w}: NetworkPolicy blocks container port {cp['name']}",
+            )
+        egress_ports = {
+            (p.get("port"), p.get("protocol", "TCP"))
+            for rule in np["spec"].get("egress", [])
+            for p in rule.get("ports", [])
+        }
         fails.check((53, "UDP") in egress_ports, st, f"{w}: NetworkPolicy blocks DNS")
         if postgres:
-            fails.check((vals["networkPolicy"]["postgresPort"], "TCP") in egress_ports, st, f"{w}: NetworkPolicy blocks PostgreSQL")
+            fails.check(
+                (vals["networkPolicy"]["postgresPort"], "TCP") in egress_ports,
+                st,
+                f"{w}: NetworkPolicy blocks PostgreSQL",
+            )
 
     # Tor sidecar: torrc is valid and points at the loopback PROXY listener.
     tor = container(pod, "tor")
     if vals["tor"]["enabled"]:
         if fails.check(tor is not None, st, f"{w}: tor.enabled but no tor container"):
-            torrc_cm = next((cms[v["configMap"]["name"]] for v in pod["volumes"]
-                             if v["name"] == "torrc" and v.get("configMap")), None)
+            torrc_cm = next(
+                (cms[v["configMap"]["name"]] for v in pod["volumes"] if v["name"] == "torrc" and v.get("configMap")),
+                None,
+            )
             torrc = torrc_cm["data"]["torrc"] if torrc_cm else ""
             torrc_path = tor["args"][tor["args"].index("-f") + 1]
             mount = next((m for m in tor["volumeMounts"] if m["name"] == "torrc"), {})
-            fails.check(torrc_path == f"{mount.get('mountPath')}/torrc", st, f"{w}: tor -f {torrc_path} is not the mounted torrc")
+            fails.check(
+                torrc_path == f"{mount.get('mountPath')}/torrc",
+                st,
+                f"{w}: tor -f {torrc_path} is not the mounted torrc",
+            )
             onion = cfg.get("onion_proxy", {}).get("listen", "")
             target = re.search(r"^HiddenServicePort\s+\d+\s+(\S+)$", torrc, re.M)
-            fails.check(bool(onion) and onion.startswith("127.0.0.1:") and target and target.group(1) == onion, st,
-                        f"{w}: HiddenServicePort target {target.group(1) if target else None!r} != onion_proxy.listen {onion!r} (loopback)")
-            fails.check(re.search(r"^HiddenServiceExportCircuitID haproxy$", torrc, re.M) is not None, st,
-                        f"{w}: torrc does not export circuit ids with the PROXY protocol")
-            keys = next((v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == vals["tor"]["existingSecret"]), None)
+            fails.check(
+                bool(onion) and onion.startswith("127.0.0.1:") and target and target.group(1) == onion,
+                st,
+                f"{w}: HiddenServicePort target {target.group(1) if target else None!r} != onion_proxy.listen {onion!r} (loopback)",
+            )
+            fails.check(
+                re.search(r"^HiddenServiceExportCircuitID haproxy$", torrc, re.M) is not None,
+                st,
+                f"{w}: torrc does not export circuit ids with the PROXY protocol",
+            )
+            keys = next(
+                (v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == vals["tor"]["existingSecret"]),
+                None,
+            )
             fails.check(keys is not None, st, f"{w}: onion keys Secret is not mounted")
-            fails.check(not any(p.get("containerPort") == parse_listen(onion)[1] for p in srv.get("ports", [])) if onion else True,
-                        st, f"{w}: the onion PROXY listener must not be a container port")
+            fails.check(
+                not any(p.get("containerPort") == parse_listen(onion)[1] for p in srv.get("ports", []))
+                if onion
+                else True,
+                st,
+                f"{w}: the onion PROXY listener must not be a container port",
+            )
             tor_verify(torrc, fails, w)
             if ctx.get("rehearse_tor"):
                 tor_sidecar_rehearsal(pod, torrc, fails, w)
     else:
-        fails.check(tor is None and "onion_proxy" not in cfg, st, f"{w}: tor disabled but a tor container or onion listener exists")
+        fails.check(
+            tor is None and "onion_proxy" not in cfg,
+            st,
+            f"{w}: tor disabled but a tor container or onion listener exists",
+        )
 
 
 def toml_string(s: str) -> str:
-    import json
-
+    """A TOML basic string (JSON string syntax is valid TOML)."""
     return json.dumps(s)
 
 
@@ -703,8 +840,11 @@ def to_rendered(where: str, values: dict, release: str, manifests: dict[str, str
             fails.add("render", f"{where}: {path} is not YAML: {e}")
             continue
         for d in docs:
-            if not fails.check(isinstance(d, dict) and "kind" in d and "apiVersion" in d, "render",
-                               f"{where}: {path} has a document without kind/apiVersion"):
+            if not fails.check(
+                isinstance(d, dict) and "kind" in d and "apiVersion" in d,
+                "render",
+                f"{where}: {path} has a document without kind/apiVersion",
+            ):
                 continue
             r.objects.append(d)
     return r
@@ -730,16 +870,25 @@ def check_checksums(chart_dir: Path, fails: Failures) -> None:
     base = ann({})
     fails.check(base == ann({}), st, "rendering is not deterministic (pod annotations differ between two renders)")
     changed = ann({"config": {"log": {"level": "debug"}}})
-    fails.check(base.get("checksum/config") != changed.get("checksum/config"), st,
-                "checksum/config does not change when the config changes")
+    fails.check(
+        base.get("checksum/config") != changed.get("checksum/config"),
+        st,
+        "checksum/config does not change when the config changes",
+    )
     pg = {"database": {"mode": "postgres", "postgres": {"url": "postgres://a@db/x"}}}
     pg2 = {"database": {"mode": "postgres", "postgres": {"url": "postgres://b@db/x"}}}
-    fails.check(ann(pg).get("checksum/database-secret") not in (None, ann(pg2).get("checksum/database-secret")), st,
-                "checksum/database-secret does not change when the database URL changes")
+    fails.check(
+        ann(pg).get("checksum/database-secret") not in (None, ann(pg2).get("checksum/database-secret")),
+        st,
+        "checksum/database-secret does not change when the database URL changes",
+    )
     tor = {"tor": {"enabled": True, "existingSecret": "k"}}
     tor2 = {"tor": {"enabled": True, "existingSecret": "k", "maxStreams": 7}}
-    fails.check(ann(tor).get("checksum/torrc") not in (None, ann(tor2).get("checksum/torrc")), st,
-                "checksum/torrc does not change when the torrc changes")
+    fails.check(
+        ann(tor).get("checksum/torrc") not in (None, ann(tor2).get("checksum/torrc")),
+        st,
+        "checksum/torrc does not change when the torrc changes",
+    )
 
 
 def check_compose(binary: Binary, compose: Path, fails: Failures, ctx: dict) -> None:
@@ -749,17 +898,30 @@ def check_compose(binary: Binary, compose: Path, fails: Failures, ctx: dict) -> 
     env = {k: re.sub(r"\$\{[^}]+\}", "compose-password", str(v)) for k, v in svc.get("environment", {}).items()}
     fails.check(svc.get("read_only") is True, st, "megatorrentd is not read_only")
     fails.check("ALL" in svc.get("cap_drop", []), st, "megatorrentd keeps capabilities")
-    fails.check(svc.get("build", {}).get("dockerfile") == "docker/Dockerfile", st, "megatorrentd is not built from docker/Dockerfile")
+    fails.check(
+        svc.get("build", {}).get("dockerfile") == "docker/Dockerfile",
+        st,
+        "megatorrentd is not built from docker/Dockerfile",
+    )
     grace = re.fullmatch(r"(\d+)s", svc.get("stop_grace_period", ""))
-    fails.check(grace is not None and int(grace.group(1)) > 10, st, "stop_grace_period must exceed http.shutdown_grace_secs (10s)")
+    fails.check(
+        grace is not None and int(grace.group(1)) > 10,
+        st,
+        "stop_grace_period must exceed http.shutdown_grace_secs (10s)",
+    )
     binary.check_config("", {**ctx["image_env"], **env}, fails, "compose megatorrentd environment")
     tor = doc["services"].get("tor", {})
     fails.check(tor.get("profiles") == ["onion"], st, "tor is not behind the `onion` profile")
-    fails.check(tor.get("network_mode") == "service:megatorrentd", st, "tor does not share megatorrentd's network namespace")
+    fails.check(
+        tor.get("network_mode") == "service:megatorrentd", st, "tor does not share megatorrentd's network namespace"
+    )
     torrc = (compose.parent / "tor" / "torrc").read_text()
     target = re.search(r"^HiddenServicePort\s+\d+\s+(\S+)$", torrc, re.M)
-    fails.check(target is not None and target.group(1) == env.get("MEGATORRENT_ONION_PROXY__LISTEN"), st,
-                "docker/tor/torrc HiddenServicePort does not target MEGATORRENT_ONION_PROXY__LISTEN")
+    fails.check(
+        target is not None and target.group(1) == env.get("MEGATORRENT_ONION_PROXY__LISTEN"),
+        st,
+        "docker/tor/torrc HiddenServicePort does not target MEGATORRENT_ONION_PROXY__LISTEN",
+    )
     tor_verify(torrc, fails, "docker/tor/torrc")
 
 
@@ -792,8 +954,6 @@ def schema_node(schema: dict, root: dict, path: list[str]) -> dict | None:
 def check_values_docs(chart_dir: Path, fails: Failures) -> None:
     """Every value is in the README table and declared in the schema, and nothing else is."""
     st = "values-docs"
-    import json
-
     values = yaml.safe_load((chart_dir / "values.yaml").read_text())
     schema = json.loads((chart_dir / "values.schema.json").read_text())
     readme = (chart_dir / "README.md").read_text()
@@ -806,8 +966,11 @@ def check_values_docs(chart_dir: Path, fails: Failures) -> None:
     for path in sorted(documented - leaves):
         fails.add(st, f"README documents `{path}`, which values.yaml does not have")
     for path in sorted(leaves):
-        fails.check(schema_node(schema, schema, path.split(".")) is not None, st,
-                    f"values.schema.json does not declare `{path}`")
+        fails.check(
+            schema_node(schema, schema, path.split(".")) is not None,
+            st,
+            f"values.schema.json does not declare `{path}`",
+        )
 
 
 METRIC_PREFIXES = ("megatorrent_", "process_")
@@ -826,17 +989,19 @@ def check_promql(expr: str, fails: Failures, where: str) -> None:
     names: list[str] = []
     promql_parser.walk(tree, lambda e: names.append(e.name) if isinstance(e, promql_parser.VectorSelector) else None)
     for name in names:
-        fails.check(name == "up" or name.startswith(METRIC_PREFIXES), "promql",
-                    f"{where}: {name!r} is not a megatorrent metric")
+        fails.check(
+            name == "up" or name.startswith(METRIC_PREFIXES), "promql", f"{where}: {name!r} is not a megatorrent metric"
+        )
 
 
 def check_monitoring_docs(chart_dir: Path, fails: Failures) -> None:
     """docs/operations.md's example alerts and the Grafana dashboard."""
-    import json
-
     ops = (REPO / "docs" / "operations.md").read_text()
-    fails.check(re.search(r"^### Metrics reference$", ops, re.M) is not None, "docs",
-                "docs/operations.md lost its `Metrics reference` heading")
+    fails.check(
+        re.search(r"^### Metrics reference$", ops, re.M) is not None,
+        "docs",
+        "docs/operations.md lost its `Metrics reference` heading",
+    )
     block = re.search(r"<!-- check-deploy: prometheus-rules -->\n```yaml\n(.*?)```", ops, re.S)
     if fails.check(block is not None, "docs", "docs/operations.md has no example rules block"):
         rules = yaml.safe_load(block.group(1))
@@ -864,8 +1029,14 @@ def check_monitoring_docs(chart_dir: Path, fails: Failures) -> None:
         fails.check(var.startswith("__"), "docs", f"the dashboard uses ${var}, which it does not define")
 
 
-def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails: Failures,
-               compose: Path | None = None, rehearse_tor: bool = False) -> None:
+def run_checks(
+    chart_dir: Path,
+    binary: Binary,
+    kube_versions: list[str],
+    fails: Failures,
+    compose: Path | None = None,
+    rehearse_tor: bool = False,
+) -> None:
     with helm.Chart.load(chart_dir) as chart:
         chart_values = chart.values
     fails.info("== values.yaml vs README and schema")
@@ -900,7 +1071,10 @@ def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails:
                 fails.add("render", f"{where}: {e}")
                 continue
             r = to_rendered(where, values, release, manifests, fails)
-            fails.info(f"   {len(r.objects)} objects: " + ", ".join(sorted(f"{o['kind']}/{o['metadata']['name']}" for o in r.objects)))
+            fails.info(
+                f"   {len(r.objects)} objects: "
+                + ", ".join(sorted(f"{o['kind']}/{o['metadata']['name']}" for o in r.objects))
+            )
             for o in r.objects:
                 for v in kube_versions:
                     k8s_validate(o, v, fails, where)
@@ -940,18 +1114,66 @@ def run_checks(chart_dir: Path, binary: Binary, kube_versions: list[str], fails:
 MUTATIONS = [
     # (name, file relative to the chart, old text, new text, stage expected to fail)
     ("template syntax error", "templates/service.yaml", "spec:\n", "spec:\n  {{ if }}\n", "render"),
-    ("template error at render time", "templates/configmap.yaml", "data:\n", "data:\n  x: {{ .Values.nope.missing }}\n", "render"),
-    ("ServiceMonitor port name drifts from the Service", "templates/servicemonitor.yaml", "- port: metrics", "- port: http-metrics", "assert"),
+    (
+        "template error at render time",
+        "templates/configmap.yaml",
+        "data:\n",
+        "data:\n  x: {{ .Values.nope.missing }}\n",
+        "render",
+    ),
+    (
+        "ServiceMonitor port name drifts from the Service",
+        "templates/servicemonitor.yaml",
+        "- port: metrics",
+        "- port: http-metrics",
+        "assert",
+    ),
     ("service links back on", "templates/_pod.tpl", "enableServiceLinks: false", "enableServiceLinks: true", "assert"),
     ("readiness probe on a path the server lacks", "templates/_pod.tpl", "path: /readyz", "path: /ready", "assert"),
-    ("a field Kubernetes does not have", "templates/deployment.yaml", "  strategy:\n", "  minReadySecond: 5\n  strategy:\n", "kubernetes-validate"),
-    ("a config key the server rejects", "templates/_helpers.tpl", '$_ := set $http "listen"', '$_ := set $http "bogus_key" 1 }}{{- $_ = set $http "listen"', "check-config"),
+    (
+        "a field Kubernetes does not have",
+        "templates/deployment.yaml",
+        "  strategy:\n",
+        "  minReadySecond: 5\n  strategy:\n",
+        "kubernetes-validate",
+    ),
+    (
+        "a config key the server rejects",
+        "templates/_helpers.tpl",
+        '$_ := set $http "listen"',
+        '$_ := set $http "bogus_key" 1 }}{{- $_ = set $http "listen"',
+        "check-config",
+    ),
     ("a bad default value", "values.yaml", "    max_manifest_bytes: 65536", "    max_manifest_bytes: 10", "schema"),
-    ("the schema stops guarding root", "values.schema.json", '"runAsUser": { "type": "integer", "minimum": 1 },\n        "runAsGroup": { "type": "integer", "minimum": 0 },\n        "fsGroup"', '"runAsUser": { "type": "integer", "minimum": 0 },\n        "runAsGroup": { "type": "integer", "minimum": 0 },\n        "fsGroup"', "bad-values"),
-    ("a broken torrc option", "templates/_helpers.tpl", "HiddenServiceExportCircuitID haproxy", "HiddenServiceExportCircuitID haproxy\nHiddenServiceBogusOption 1", "tor-verify-config"),
-    ("a value nobody documented", "values.yaml", "replicaCount: 1\n", "replicaCount: 1\nsurprise: true\n", "values-docs"),
-    ("a PromQL typo in a rule", "ci/servicemonitor-values.yaml", '== 0', '== 0)', "promql"),
-    ("config checksum no longer follows the config", "templates/_pod.tpl", '(print $.Template.BasePath "/configmap.yaml") . | sha256sum', '(print $.Template.BasePath "/serviceaccount.yaml") . | sha256sum', "checksum"),
+    (
+        "the schema stops guarding root",
+        "values.schema.json",
+        '"runAsUser": { "type": "integer", "minimum": 1 },\n        "runAsGroup": { "type": "integer", "minimum": 0 },\n        "fsGroup"',
+        '"runAsUser": { "type": "integer", "minimum": 0 },\n        "runAsGroup": { "type": "integer", "minimum": 0 },\n        "fsGroup"',
+        "bad-values",
+    ),
+    (
+        "a broken torrc option",
+        "templates/_helpers.tpl",
+        "HiddenServiceExportCircuitID haproxy",
+        "HiddenServiceExportCircuitID haproxy\nHiddenServiceBogusOption 1",
+        "tor-verify-config",
+    ),
+    (
+        "a value nobody documented",
+        "values.yaml",
+        "replicaCount: 1\n",
+        "replicaCount: 1\nsurprise: true\n",
+        "values-docs",
+    ),
+    ("a PromQL typo in a rule", "ci/servicemonitor-values.yaml", "== 0", "== 0)", "promql"),
+    (
+        "config checksum no longer follows the config",
+        "templates/_pod.tpl",
+        '(print $.Template.BasePath "/configmap.yaml") . | sha256sum',
+        '(print $.Template.BasePath "/serviceaccount.yaml") . | sha256sum',
+        "checksum",
+    ),
 ]
 
 
@@ -995,8 +1217,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chart", type=Path, default=REPO / "helm" / CHART_NAME)
     ap.add_argument("--binary", type=Path, required=True, help="megatorrentd used for --print-config/--check-config")
-    ap.add_argument("--kube-version", action="append", dest="kube_versions",
-                    help="Kubernetes versions to validate against (first: the oldest supported, used for lint)")
+    ap.add_argument(
+        "--kube-version",
+        action="append",
+        dest="kube_versions",
+        help="Kubernetes versions to validate against (first: the oldest supported, used for lint)",
+    )
     ap.add_argument("--compose", type=Path, default=REPO / "docker" / "compose.yaml")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
