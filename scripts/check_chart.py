@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -537,7 +538,11 @@ def assert_rendered(r: Rendered, vals: dict, binary: Binary, fails: Failures, ct
         )
         metrics_port = p_m["containerPort"] if p_m else None
     else:
-        fails.check("metrics" not in cfg, st, f"{w}: metrics disabled but metrics.listen written")
+        fails.check(
+            cfg.get("metrics") == {"enabled": False}, st, f"{w}: metrics disabled but not metrics.enabled = false"
+        )
+    if not vals["udp"]["enabled"]:
+        fails.check(cfg.get("udp") == {"enabled": False}, st, f"{w}: UDP disabled but not udp.enabled = false")
 
     # Probes: the server's real paths, on the HTTP listener.
     for probe, path in (("startupProbe", HEALTH_PATH), ("livenessProbe", HEALTH_PATH), ("readinessProbe", READY_PATH)):
@@ -1099,6 +1104,24 @@ def run_checks(
                 else:
                     fails.info(f"   rejected as expected: {path.name}")
 
+        fails.info("== helm package")
+        try:
+            archive = helm.package(chart_dir, destination=tmp)
+            with tarfile.open(archive) as tar:
+                names = tar.getnames()
+            fails.check(
+                f"{CHART_NAME}/values.schema.json" in names and f"{CHART_NAME}/README.md" in names,
+                "package",
+                "the packaged chart lacks values.schema.json or README.md",
+            )
+            fails.check(
+                not any(n.startswith(f"{CHART_NAME}/ci/") for n in names),
+                "package",
+                "the packaged chart contains the ci/ test values (.helmignore)",
+            )
+            fails.info(f"   {Path(archive).name}: {len(names)} files")
+        except helm.HelmError as e:
+            fails.add("package", f"helm package failed: {e}")
         fails.info("== PrometheusRule examples and the Grafana dashboard")
         check_monitoring_docs(chart_dir, fails)
         fails.info("== checksum annotations")

@@ -154,8 +154,8 @@ inline, maps as [section] / [section.sub] tables with keys sorted.
 {{/*
 The server's config: `config` from values, plus what the chart owns — the listeners and
 the database location. Keys the chart writes: http.listen, database.url (SQLite) or
-database.url_file (PostgreSQL), udp.listen (udp.enabled), metrics.listen (metrics.enabled),
-onion_proxy.listen (tor.enabled).
+database.url_file (PostgreSQL), udp.listen or udp.enabled = false, metrics.listen or
+metrics.enabled = false, onion_proxy.listen (tor.enabled).
 */}}
 {{- define "megatorrent.configData" -}}
 {{- $cfg := deepCopy .Values.config }}
@@ -169,16 +169,20 @@ onion_proxy.listen (tor.enabled).
 {{- $_ = set $db "url" (printf "sqlite://%s/%s" (include "megatorrent.dataDir" .) .Values.database.sqlite.file) }}
 {{- end }}
 {{- $_ = set $cfg "database" $db }}
-{{- if .Values.udp.enabled }}
 {{- $udp := default dict (get $cfg "udp") }}
+{{- if .Values.udp.enabled }}
 {{- $_ = set $udp "listen" (printf "0.0.0.0:%d" (int .Values.ports.udp)) }}
+{{- else }}
+{{- $_ = set $udp "enabled" false }}
+{{- end }}
 {{- $_ = set $cfg "udp" $udp }}
-{{- end }}
-{{- if .Values.metrics.enabled }}
 {{- $metrics := default dict (get $cfg "metrics") }}
+{{- if .Values.metrics.enabled }}
 {{- $_ = set $metrics "listen" (printf "0.0.0.0:%d" (int .Values.ports.metrics)) }}
-{{- $_ = set $cfg "metrics" $metrics }}
+{{- else }}
+{{- $_ = set $metrics "enabled" false }}
 {{- end }}
+{{- $_ = set $cfg "metrics" $metrics }}
 {{- if .Values.tor.enabled }}
 {{- $onion := default dict (get $cfg "onion_proxy") }}
 {{- $_ = set $onion "listen" (printf "127.0.0.1:%d" (int .Values.ports.onionProxy)) }}
