@@ -76,7 +76,7 @@ pub async fn start_with(mut config: Config, pg: Option<PgTestDb>) -> TestServer 
     let token = CancellationToken::new();
     let handle = tokio::spawn(server::run(
         config,
-        Listeners { http: listener },
+        Listeners::http_only(listener),
         token.clone(),
     ));
     let server = TestServer {

@@ -1,0 +1,611 @@
+//! Swarm state in memory: which peers are in which torrent.
+//!
+//! # Layout and locking
+//!
+//! Torrents live in [`Swarm::SHARDS`] shards, each a `std::sync::Mutex<HashMap<InfoHash,
+//! Torrent>>`; an info-hash picks its shard with a per-process keyed hash, so crafted hashes
+//! cannot pile onto one shard predictably. A lock is held only for the in-memory work of one
+//! announce or scrape entry (never across an `.await`, never two at once).
+//!
+//! A torrent keeps three insertion-ordered maps keyed by peer id (IPv4, IPv6, names), so a
+//! peer of one family is found with one lookup and peers can be sampled by index. Sampling
+//! takes up to `numwant` consecutive entries from a random starting index, wrapping around,
+//! skipping the requester and expired entries; removal is `swap_remove`, which keeps
+//! reshuffling the order.
+//!
+//! # Expiry
+//!
+//! Times are whole seconds since the swarm was created, read from `tokio::time::Instant` (so
+//! tests can pause time). A peer expires `max_peer_age` after its last announce. Expired
+//! peers are never handed out; they are removed by [`Swarm::sweep`] (run periodically) and
+//! lazily, at most once a second per torrent, when a torrent at its cap sees a new peer.
+//! Seeder/leecher counts include expired peers until they are removed.
+//!
+//! # Caps
+//!
+//! A new peer is refused, never an existing one evicted, when its torrent holds
+//! `max_peers_per_torrent` peers or the whole swarm holds `max_peers` (the global check reads
+//! a shared counter without locking other shards, so concurrent announces may overshoot it by
+//! at most one peer per worker thread).
+
+use std::collections::hash_map::{Entry as MapEntry, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::net::{SocketAddrV4, SocketAddrV6};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::stats::{Delta, TrackerStats};
+use super::Refusal;
+use crate::proto::tracker::{AnnounceEvent, PeerAddr, PeerId, ScrapeStats};
+use crate::proto::InfoHash;
+
+#[cfg(test)]
+mod tests;
+
+/// Limits the swarm enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwarmLimits {
+    /// Peers one torrent may hold.
+    pub max_peers_per_torrent: usize,
+    /// Peers the whole swarm may hold.
+    pub max_peers: u64,
+    /// How long a peer stays after its last announce.
+    pub max_peer_age: Duration,
+}
+
+/// An opaque digest of a client's `key` (0 = no key), used to let a client that changes
+/// address keep its peer id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyTag(u64);
+
+impl KeyTag {
+    /// No key was sent.
+    pub const NONE: KeyTag = KeyTag(0);
+
+    /// Whether a key was sent.
+    #[must_use]
+    pub fn is_some(self) -> bool {
+        self.0 != 0
+    }
+}
+
+/// Which peers an announce wants back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// HTTP compact: IPv4 and IPv6 peers (the requester's family first); never names.
+    Compact,
+    /// HTTP dictionary list: names first, then IP peers (the requester's family first).
+    Dict,
+    /// UDP over IPv4: IPv4 peers only.
+    V4,
+    /// UDP over IPv6: IPv6 peers only.
+    V6,
+}
+
+/// One announce, already authorised and normalised by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceInput {
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// The announcing peer.
+    pub peer_id: PeerId,
+    /// Where other peers should connect to it.
+    pub addr: PeerAddr,
+    /// Digest of its `key`.
+    pub key: KeyTag,
+    /// The event.
+    pub event: AnnounceEvent,
+    /// Whether it has the whole torrent (`left` = 0).
+    pub seeder: bool,
+    /// How many peers to return (already clamped).
+    pub numwant: usize,
+    /// Which peers to return.
+    pub want: Want,
+}
+
+/// Peers chosen for a reply. Reuse one across requests: [`Swarm::announce`] clears it.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    /// IPv4 peers (compact lists and UDP over IPv4).
+    pub v4: Vec<SocketAddrV4>,
+    /// IPv6 peers (compact `peers6` and UDP over IPv6).
+    pub v6: Vec<SocketAddrV6>,
+    /// Dictionary-list peers, names included.
+    pub dict: Vec<(PeerAddr, PeerId)>,
+}
+
+impl Selection {
+    fn clear(&mut self) {
+        self.v4.clear();
+        self.v6.clear();
+        self.dict.clear();
+    }
+
+    /// Peers selected, all lists together.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len() + self.dict.len()
+    }
+
+    /// Whether no peer was selected.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Seeders and leechers of one torrent, as an announce reply reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Seeders.
+    pub complete: u32,
+    /// Leechers.
+    pub incomplete: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Entry<A> {
+    addr: A,
+    /// Swarm-relative second at which the entry expires.
+    expires: u32,
+    seeder: bool,
+    key: KeyTag,
+}
+
+type PeerMap<A> = IndexMap<PeerId, Entry<A>>;
+
+#[derive(Debug, Default)]
+struct Torrent {
+    v4: PeerMap<SocketAddrV4>,
+    v6: PeerMap<SocketAddrV6>,
+    names: PeerMap<PeerAddr>,
+    seeders: u32,
+    downloaded: u32,
+    /// Swarm-relative second of the last lazy purge.
+    last_purge: Option<u32>,
+}
+
+/// Where a peer id currently lives in a torrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+    Name,
+}
+
+fn family(addr: &PeerAddr) -> Family {
+    match addr {
+        PeerAddr::V4(_) => Family::V4,
+        PeerAddr::V6(_) => Family::V6,
+        PeerAddr::Onion { .. } | PeerAddr::I2p { .. } => Family::Name,
+    }
+}
+
+/// What the swarm remembers about a peer that is being replaced or removed.
+struct Existing {
+    family: Family,
+    same_host: bool,
+    seeder: bool,
+    key: KeyTag,
+}
+
+impl Torrent {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len() + self.names.len()
+    }
+
+    fn counts(&self) -> Counts {
+        let total = u32::try_from(self.len()).unwrap_or(u32::MAX);
+        Counts {
+            complete: self.seeders,
+            incomplete: total.saturating_sub(self.seeders),
+        }
+    }
+
+    fn find(&self, id: &PeerId, addr: &PeerAddr) -> Option<Existing> {
+        let host = addr.host();
+        let probe = |fam: Family| -> Option<Existing> {
+            let (seeder, key, same_host) = match fam {
+                Family::V4 => self.v4.get(id).map(|e| {
+                    (
+                        e.seeder,
+                        e.key,
+                        matches!(addr, PeerAddr::V4(a) if a.ip() == e.addr.ip()),
+                    )
+                })?,
+                Family::V6 => self.v6.get(id).map(|e| {
+                    (
+                        e.seeder,
+                        e.key,
+                        matches!(addr, PeerAddr::V6(a) if a.ip() == e.addr.ip()),
+                    )
+                })?,
+                Family::Name => self
+                    .names
+                    .get(id)
+                    .map(|e| (e.seeder, e.key, e.addr.host() == host))?,
+            };
+            Some(Existing {
+                family: fam,
+                same_host,
+                seeder,
+                key,
+            })
+        };
+        let own = family(addr);
+        probe(own).or_else(|| {
+            [Family::V4, Family::V6, Family::Name]
+                .into_iter()
+                .filter(|&f| f != own)
+                .find_map(probe)
+        })
+    }
+
+    fn remove(&mut self, id: &PeerId, fam: Family) {
+        match fam {
+            Family::V4 => {
+                self.v4.swap_remove(id);
+            }
+            Family::V6 => {
+                self.v6.swap_remove(id);
+            }
+            Family::Name => {
+                self.names.swap_remove(id);
+            }
+        }
+    }
+
+    fn insert(&mut self, id: PeerId, addr: PeerAddr, expires: u32, seeder: bool, key: KeyTag) {
+        match addr {
+            PeerAddr::V4(a) => {
+                self.v4.insert(id, entry(a, expires, seeder, key));
+            }
+            PeerAddr::V6(a) => {
+                self.v6.insert(id, entry(a, expires, seeder, key));
+            }
+            name @ (PeerAddr::Onion { .. } | PeerAddr::I2p { .. }) => {
+                self.names.insert(id, entry(name, expires, seeder, key));
+            }
+        }
+    }
+
+    /// Drop expired peers; returns the change in seeders and leechers.
+    fn purge(&mut self, now: u32) -> Delta {
+        let before = self.counts();
+        let seeders_gone = retain_live(&mut self.v4, now)
+            + retain_live(&mut self.v6, now)
+            + retain_live(&mut self.names, now);
+        self.seeders = self.seeders.saturating_sub(seeders_gone);
+        let after = self.counts();
+        Delta {
+            seeders: i64::from(after.complete) - i64::from(before.complete),
+            leechers: i64::from(after.incomplete) - i64::from(before.incomplete),
+            torrents: 0,
+        }
+    }
+
+    fn select(&self, a: &AnnounceInput, now: u32, rng: &mut impl Rng, out: &mut Selection) {
+        let n = a.numwant;
+        let me = &a.peer_id;
+        let v6_first = matches!(a.addr, PeerAddr::V6(_));
+        match a.want {
+            Want::V4 => sample(&self.v4, me, now, n, rng, |addr, _| out.v4.push(*addr)),
+            Want::V6 => sample(&self.v6, me, now, n, rng, |addr, _| out.v6.push(*addr)),
+            Want::Compact => {
+                let v4 = |out: &mut Selection, rng: &mut _| {
+                    let left = n.saturating_sub(out.len());
+                    sample(&self.v4, me, now, left, rng, |addr, _| out.v4.push(*addr));
+                };
+                let v6 = |out: &mut Selection, rng: &mut _| {
+                    let left = n.saturating_sub(out.len());
+                    sample(&self.v6, me, now, left, rng, |addr, _| out.v6.push(*addr));
+                };
+                if v6_first {
+                    v6(out, rng);
+                    v4(out, rng);
+                } else {
+                    v4(out, rng);
+                    v6(out, rng);
+                }
+            }
+            Want::Dict => {
+                sample(&self.names, me, now, n, rng, |addr, id| {
+                    out.dict.push((addr.clone(), *id));
+                });
+                let v4 = |out: &mut Selection, rng: &mut _| {
+                    let left = n.saturating_sub(out.len());
+                    sample(&self.v4, me, now, left, rng, |addr, id| {
+                        out.dict.push((PeerAddr::V4(*addr), *id));
+                    });
+                };
+                let v6 = |out: &mut Selection, rng: &mut _| {
+                    let left = n.saturating_sub(out.len());
+                    sample(&self.v6, me, now, left, rng, |addr, id| {
+                        out.dict.push((PeerAddr::V6(*addr), *id));
+                    });
+                };
+                if v6_first {
+                    v6(out, rng);
+                    v4(out, rng);
+                } else {
+                    v4(out, rng);
+                    v6(out, rng);
+                }
+            }
+        }
+    }
+}
+
+/// Drop expired entries; returns how many of them were seeders.
+fn retain_live<A>(map: &mut PeerMap<A>, now: u32) -> u32 {
+    let mut seeders_gone = 0u32;
+    map.retain(|_, e| {
+        let live = e.expires > now;
+        if !live && e.seeder {
+            seeders_gone += 1;
+        }
+        live
+    });
+    seeders_gone
+}
+
+fn entry<A>(addr: A, expires: u32, seeder: bool, key: KeyTag) -> Entry<A> {
+    Entry {
+        addr,
+        expires,
+        seeder,
+        key,
+    }
+}
+
+/// Emit up to `n` live entries other than `me`, starting at a random index and wrapping.
+fn sample<A>(
+    map: &PeerMap<A>,
+    me: &PeerId,
+    now: u32,
+    n: usize,
+    rng: &mut impl Rng,
+    mut emit: impl FnMut(&A, &PeerId),
+) {
+    let len = map.len();
+    if len == 0 || n == 0 {
+        return;
+    }
+    let start = rng.gen_range(0..len);
+    let tail = map.get_range(start..).into_iter().flat_map(|s| s.iter());
+    let head = map.get_range(..start).into_iter().flat_map(|s| s.iter());
+    let mut taken = 0;
+    for (id, e) in tail.chain(head) {
+        if id == me || e.expires <= now {
+            continue;
+        }
+        emit(&e.addr, id);
+        taken += 1;
+        if taken == n {
+            break;
+        }
+    }
+}
+
+type Shard = HashMap<InfoHash, Torrent>;
+
+/// All torrents and their peers. See the module docs for locking and expiry.
+#[derive(Debug)]
+pub struct Swarm {
+    shards: Box<[Mutex<Shard>]>,
+    shard_hasher: RandomState,
+    key_hasher: RandomState,
+    epoch: Instant,
+    limits: SwarmLimits,
+    stats: Arc<TrackerStats>,
+}
+
+impl Swarm {
+    /// Number of shards.
+    pub const SHARDS: usize = 128;
+
+    /// An empty swarm that reports its gauges to `stats`.
+    #[must_use]
+    pub fn new(limits: SwarmLimits, stats: Arc<TrackerStats>) -> Self {
+        Self {
+            shards: (0..Self::SHARDS).map(|_| Mutex::default()).collect(),
+            shard_hasher: RandomState::new(),
+            key_hasher: RandomState::new(),
+            epoch: Instant::now(),
+            limits,
+            stats,
+        }
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> &SwarmLimits {
+        &self.limits
+    }
+
+    /// Digest a client's `key` bytes (HTTP `key=`, or the UDP key's 4 bytes).
+    #[must_use]
+    pub fn key_tag(&self, key: &[u8]) -> KeyTag {
+        // 0 is reserved for "no key"; a real digest of 0 becomes 1.
+        KeyTag(self.key_hasher.hash_one(key).max(1))
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn shard(&self, ih: &InfoHash) -> MutexGuard<'_, Shard> {
+        let h = self.shard_hasher.hash_one(ih);
+        // The shard count is a small constant, so the modulo fits any usize.
+        let i = usize::try_from(h % Self::SHARDS as u64).unwrap_or(0);
+        let m = &self.shards[i % self.shards.len()];
+        // A panic while holding a shard lock cannot leave a torrent half-updated in a way
+        // that breaks later readers (every update is a few field writes), so keep serving.
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Record an announce and choose peers for the reply into `out` (cleared first).
+    ///
+    /// `stopped` removes the peer and selects nothing; `completed` marks it a seeder and
+    /// counts one download (once per peer). Returns the torrent's counts after the update.
+    pub fn announce(&self, a: AnnounceInput, out: &mut Selection) -> Result<Counts, Refusal> {
+        out.clear();
+        let now = self.now();
+        let expires = now
+            .saturating_add(u32::try_from(self.limits.max_peer_age.as_secs()).unwrap_or(u32::MAX));
+        let mut shard = self.shard(&a.info_hash);
+        let mut delta = Delta::default();
+        let torrent = match shard.entry(a.info_hash) {
+            MapEntry::Occupied(o) => o.into_mut(),
+            MapEntry::Vacant(_) if a.event == AnnounceEvent::Stopped => {
+                return Ok(Counts::default());
+            }
+            MapEntry::Vacant(v) => {
+                if self.stats.peers() >= self.limits.max_peers {
+                    return Err(Refusal::TrackerFull);
+                }
+                delta.torrents = 1;
+                v.insert(Torrent::default())
+            }
+        };
+        let result = self.upsert(torrent, &a, now, expires, &mut delta);
+        if result.is_ok() && a.event != AnnounceEvent::Stopped {
+            torrent.select(&a, now, &mut rand::thread_rng(), out);
+        }
+        let counts = torrent.counts();
+        if !delta.is_zero() {
+            self.stats.adjust(delta);
+        }
+        result.map(|()| counts)
+    }
+
+    fn upsert(
+        &self,
+        t: &mut Torrent,
+        a: &AnnounceInput,
+        now: u32,
+        expires: u32,
+        delta: &mut Delta,
+    ) -> Result<(), Refusal> {
+        let seeder = a.seeder || a.event == AnnounceEvent::Completed;
+        let existing = t.find(&a.peer_id, &a.addr);
+        if let Some(old) = &existing {
+            let key_matches = old.key.is_some() && old.key == a.key;
+            if !old.same_host && !key_matches {
+                return Err(Refusal::PeerIdInUse);
+            }
+            t.remove(&a.peer_id, old.family);
+            if old.seeder {
+                t.seeders = t.seeders.saturating_sub(1);
+                delta.seeders -= 1;
+            } else {
+                delta.leechers -= 1;
+            }
+        } else if a.event == AnnounceEvent::Stopped {
+            return Ok(());
+        } else {
+            self.make_room(t, now, delta)?;
+        }
+        if a.event == AnnounceEvent::Stopped {
+            return Ok(());
+        }
+        if a.event == AnnounceEvent::Completed && !existing.as_ref().is_some_and(|o| o.seeder) {
+            t.downloaded = t.downloaded.saturating_add(1);
+        }
+        // A client may have reset its key; keep the one that proved ownership otherwise.
+        let key = if a.key.is_some() {
+            a.key
+        } else {
+            existing.map_or(KeyTag::NONE, |o| o.key)
+        };
+        t.insert(a.peer_id, a.addr.clone(), expires, seeder, key);
+        if seeder {
+            t.seeders = t.seeders.saturating_add(1);
+            delta.seeders += 1;
+        } else {
+            delta.leechers += 1;
+        }
+        Ok(())
+    }
+
+    /// Check the caps for one more peer in `t`, purging expired peers first when `t` is full.
+    fn make_room(&self, t: &mut Torrent, now: u32, delta: &mut Delta) -> Result<(), Refusal> {
+        if t.len() >= self.limits.max_peers_per_torrent && t.last_purge != Some(now) {
+            t.last_purge = Some(now);
+            let d = t.purge(now);
+            delta.seeders += d.seeders;
+            delta.leechers += d.leechers;
+        }
+        if t.len() >= self.limits.max_peers_per_torrent {
+            return Err(Refusal::TorrentFull);
+        }
+        let held =
+            i64::try_from(self.stats.peers()).unwrap_or(i64::MAX) + delta.seeders + delta.leechers;
+        if u64::try_from(held).unwrap_or(0) >= self.limits.max_peers {
+            return Err(Refusal::TrackerFull);
+        }
+        Ok(())
+    }
+
+    /// Counters for one torrent (zeros if unknown).
+    #[must_use]
+    pub fn scrape(&self, ih: &InfoHash) -> ScrapeStats {
+        let shard = self.shard(ih);
+        shard.get(ih).map_or_else(ScrapeStats::default, |t| {
+            let c = t.counts();
+            ScrapeStats {
+                complete: c.complete,
+                downloaded: t.downloaded,
+                incomplete: c.incomplete,
+            }
+        })
+    }
+
+    /// Remove expired peers everywhere, and torrents left without peers. Returns the number
+    /// of peers removed.
+    pub fn sweep(&self) -> u64 {
+        self.retain(|_| true)
+    }
+
+    /// As [`Swarm::sweep`], also dropping every torrent for which `keep` is false (used
+    /// when the access list changes).
+    pub fn retain(&self, keep: impl Fn(&InfoHash) -> bool) -> u64 {
+        let now = self.now();
+        let mut removed = 0u64;
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut delta = Delta::default();
+            shard.retain(|ih, t| {
+                let d = if keep(ih) {
+                    t.purge(now)
+                } else {
+                    let c = t.counts();
+                    t.v4.clear();
+                    t.v6.clear();
+                    t.names.clear();
+                    Delta {
+                        seeders: -i64::from(c.complete),
+                        leechers: -i64::from(c.incomplete),
+                        torrents: 0,
+                    }
+                };
+                delta.seeders += d.seeders;
+                delta.leechers += d.leechers;
+                let live = t.len() > 0;
+                if !live {
+                    delta.torrents -= 1;
+                }
+                live
+            });
+            removed += u64::try_from(-(delta.seeders + delta.leechers)).unwrap_or(0);
+            if !delta.is_zero() {
+                self.stats.adjust(delta);
+            }
+        }
+        removed
+    }
+}
