@@ -11,9 +11,7 @@ use axum::response::Response;
 
 use super::stats::{Outcome, Protocol};
 use super::{Refusal, Selection, TrackerStats};
-use crate::proto::tracker::{
-    write_scrape, AnnounceEvent, AnnounceRequest, AnnounceResponse, ScrapeRequest,
-};
+use crate::proto::tracker::{write_scrape, AnnounceRequest, AnnounceResponse, ScrapeRequest};
 use crate::server::error::{bencode_response, TrackerError};
 use crate::server::AppState;
 
@@ -110,8 +108,10 @@ async fn announce_parsed(
         tracker_id: None,
         warning_message: warning,
     };
-    let mut body = Vec::with_capacity(128 + sel.len() * 8);
-    if req.event == AnnounceEvent::Stopped || !want_dict {
+    // Compact entries take 6 or 18 bytes; dictionary entries about 50, or 120 for a name.
+    let mut body =
+        Vec::with_capacity(160 + sel.v4.len() * 6 + sel.v6.len() * 18 + sel.dict.len() * 120);
+    if !want_dict {
         head.write_compact(&mut body, sel.v4.iter().copied(), sel.v6.iter().copied());
     } else {
         head.write_dict(

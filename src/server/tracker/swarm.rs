@@ -34,8 +34,6 @@ use std::net::{SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use indexmap::IndexMap;
-use rand::Rng;
 use tokio::time::Instant;
 
 use super::stats::{Delta, TrackerStats};
@@ -43,8 +41,12 @@ use super::Refusal;
 use crate::proto::tracker::{AnnounceEvent, PeerAddr, PeerId, ScrapeStats};
 use crate::proto::InfoHash;
 
+mod torrent;
+
 #[cfg(test)]
 mod tests;
+
+use torrent::Torrent;
 
 /// Limits the swarm enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,250 +147,6 @@ pub struct Counts {
     pub complete: u32,
     /// Leechers.
     pub incomplete: u32,
-}
-
-#[derive(Debug, Clone)]
-struct Entry<A> {
-    addr: A,
-    /// Swarm-relative second at which the entry expires.
-    expires: u32,
-    seeder: bool,
-    key: KeyTag,
-}
-
-type PeerMap<A> = IndexMap<PeerId, Entry<A>>;
-
-#[derive(Debug, Default)]
-struct Torrent {
-    v4: PeerMap<SocketAddrV4>,
-    v6: PeerMap<SocketAddrV6>,
-    names: PeerMap<PeerAddr>,
-    seeders: u32,
-    downloaded: u32,
-    /// Swarm-relative second of the last lazy purge.
-    last_purge: Option<u32>,
-}
-
-/// Where a peer id currently lives in a torrent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-    Name,
-}
-
-fn family(addr: &PeerAddr) -> Family {
-    match addr {
-        PeerAddr::V4(_) => Family::V4,
-        PeerAddr::V6(_) => Family::V6,
-        PeerAddr::Onion { .. } | PeerAddr::I2p { .. } => Family::Name,
-    }
-}
-
-/// What the swarm remembers about a peer that is being replaced or removed.
-struct Existing {
-    family: Family,
-    same_host: bool,
-    seeder: bool,
-    key: KeyTag,
-}
-
-impl Torrent {
-    fn len(&self) -> usize {
-        self.v4.len() + self.v6.len() + self.names.len()
-    }
-
-    fn counts(&self) -> Counts {
-        let total = u32::try_from(self.len()).unwrap_or(u32::MAX);
-        Counts {
-            complete: self.seeders,
-            incomplete: total.saturating_sub(self.seeders),
-        }
-    }
-
-    fn find(&self, id: &PeerId, addr: &PeerAddr) -> Option<Existing> {
-        let host = addr.host();
-        let probe = |fam: Family| -> Option<Existing> {
-            let (seeder, key, same_host) = match fam {
-                Family::V4 => self.v4.get(id).map(|e| {
-                    (
-                        e.seeder,
-                        e.key,
-                        matches!(addr, PeerAddr::V4(a) if a.ip() == e.addr.ip()),
-                    )
-                })?,
-                Family::V6 => self.v6.get(id).map(|e| {
-                    (
-                        e.seeder,
-                        e.key,
-                        matches!(addr, PeerAddr::V6(a) if a.ip() == e.addr.ip()),
-                    )
-                })?,
-                Family::Name => self
-                    .names
-                    .get(id)
-                    .map(|e| (e.seeder, e.key, e.addr.host() == host))?,
-            };
-            Some(Existing {
-                family: fam,
-                same_host,
-                seeder,
-                key,
-            })
-        };
-        let own = family(addr);
-        probe(own).or_else(|| {
-            [Family::V4, Family::V6, Family::Name]
-                .into_iter()
-                .filter(|&f| f != own)
-                .find_map(probe)
-        })
-    }
-
-    fn remove(&mut self, id: &PeerId, fam: Family) {
-        match fam {
-            Family::V4 => {
-                self.v4.swap_remove(id);
-            }
-            Family::V6 => {
-                self.v6.swap_remove(id);
-            }
-            Family::Name => {
-                self.names.swap_remove(id);
-            }
-        }
-    }
-
-    fn insert(&mut self, id: PeerId, addr: PeerAddr, expires: u32, seeder: bool, key: KeyTag) {
-        match addr {
-            PeerAddr::V4(a) => {
-                self.v4.insert(id, entry(a, expires, seeder, key));
-            }
-            PeerAddr::V6(a) => {
-                self.v6.insert(id, entry(a, expires, seeder, key));
-            }
-            name @ (PeerAddr::Onion { .. } | PeerAddr::I2p { .. }) => {
-                self.names.insert(id, entry(name, expires, seeder, key));
-            }
-        }
-    }
-
-    /// Drop expired peers; returns the change in seeders and leechers.
-    fn purge(&mut self, now: u32) -> Delta {
-        let before = self.counts();
-        let seeders_gone = retain_live(&mut self.v4, now)
-            + retain_live(&mut self.v6, now)
-            + retain_live(&mut self.names, now);
-        self.seeders = self.seeders.saturating_sub(seeders_gone);
-        let after = self.counts();
-        Delta {
-            seeders: i64::from(after.complete) - i64::from(before.complete),
-            leechers: i64::from(after.incomplete) - i64::from(before.incomplete),
-            torrents: 0,
-        }
-    }
-
-    fn select(&self, a: &AnnounceInput, now: u32, rng: &mut impl Rng, out: &mut Selection) {
-        let n = a.numwant;
-        let me = &a.peer_id;
-        let v6_first = matches!(a.addr, PeerAddr::V6(_));
-        match a.want {
-            Want::V4 => sample(&self.v4, me, now, n, rng, |addr, _| out.v4.push(*addr)),
-            Want::V6 => sample(&self.v6, me, now, n, rng, |addr, _| out.v6.push(*addr)),
-            Want::Compact => {
-                let v4 = |out: &mut Selection, rng: &mut _| {
-                    let left = n.saturating_sub(out.len());
-                    sample(&self.v4, me, now, left, rng, |addr, _| out.v4.push(*addr));
-                };
-                let v6 = |out: &mut Selection, rng: &mut _| {
-                    let left = n.saturating_sub(out.len());
-                    sample(&self.v6, me, now, left, rng, |addr, _| out.v6.push(*addr));
-                };
-                if v6_first {
-                    v6(out, rng);
-                    v4(out, rng);
-                } else {
-                    v4(out, rng);
-                    v6(out, rng);
-                }
-            }
-            Want::Dict => {
-                sample(&self.names, me, now, n, rng, |addr, id| {
-                    out.dict.push((addr.clone(), *id));
-                });
-                let v4 = |out: &mut Selection, rng: &mut _| {
-                    let left = n.saturating_sub(out.len());
-                    sample(&self.v4, me, now, left, rng, |addr, id| {
-                        out.dict.push((PeerAddr::V4(*addr), *id));
-                    });
-                };
-                let v6 = |out: &mut Selection, rng: &mut _| {
-                    let left = n.saturating_sub(out.len());
-                    sample(&self.v6, me, now, left, rng, |addr, id| {
-                        out.dict.push((PeerAddr::V6(*addr), *id));
-                    });
-                };
-                if v6_first {
-                    v6(out, rng);
-                    v4(out, rng);
-                } else {
-                    v4(out, rng);
-                    v6(out, rng);
-                }
-            }
-        }
-    }
-}
-
-/// Drop expired entries; returns how many of them were seeders.
-fn retain_live<A>(map: &mut PeerMap<A>, now: u32) -> u32 {
-    let mut seeders_gone = 0u32;
-    map.retain(|_, e| {
-        let live = e.expires > now;
-        if !live && e.seeder {
-            seeders_gone += 1;
-        }
-        live
-    });
-    seeders_gone
-}
-
-fn entry<A>(addr: A, expires: u32, seeder: bool, key: KeyTag) -> Entry<A> {
-    Entry {
-        addr,
-        expires,
-        seeder,
-        key,
-    }
-}
-
-/// Emit up to `n` live entries other than `me`, starting at a random index and wrapping.
-fn sample<A>(
-    map: &PeerMap<A>,
-    me: &PeerId,
-    now: u32,
-    n: usize,
-    rng: &mut impl Rng,
-    mut emit: impl FnMut(&A, &PeerId),
-) {
-    let len = map.len();
-    if len == 0 || n == 0 {
-        return;
-    }
-    let start = rng.gen_range(0..len);
-    let tail = map.get_range(start..).into_iter().flat_map(|s| s.iter());
-    let head = map.get_range(..start).into_iter().flat_map(|s| s.iter());
-    let mut taken = 0;
-    for (id, e) in tail.chain(head) {
-        if id == me || e.expires <= now {
-            continue;
-        }
-        emit(&e.addr, id);
-        taken += 1;
-        if taken == n {
-            break;
-        }
-    }
 }
 
 type Shard = HashMap<InfoHash, Torrent>;
@@ -580,19 +338,7 @@ impl Swarm {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let mut delta = Delta::default();
             shard.retain(|ih, t| {
-                let d = if keep(ih) {
-                    t.purge(now)
-                } else {
-                    let c = t.counts();
-                    t.v4.clear();
-                    t.v6.clear();
-                    t.names.clear();
-                    Delta {
-                        seeders: -i64::from(c.complete),
-                        leechers: -i64::from(c.incomplete),
-                        torrents: 0,
-                    }
-                };
+                let d = if keep(ih) { t.purge(now) } else { t.clear() };
                 delta.seeders += d.seeders;
                 delta.leechers += d.leechers;
                 let live = t.len() > 0;

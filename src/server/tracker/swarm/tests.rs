@@ -267,3 +267,18 @@ async fn retain_drops_torrents_no_longer_allowed() {
     assert_eq!(s.scrape(&ih(1)).incomplete, 1);
     assert_eq!(stats.gauges().torrents, 1);
 }
+
+#[tokio::test]
+async fn name_peers_are_matched_by_name() {
+    let (s, _) = swarm(100, 100);
+    let onion = |port| PeerAddr::new(PeerHost::parse(DDG).unwrap(), port);
+    go(&s, ann(1, 1, onion(1))).unwrap();
+    // The same service on a new port is the same peer.
+    assert_eq!(go(&s, ann(1, 1, onion(2))).unwrap().0, counts(0, 1));
+    let i2p = PeerAddr::new(PeerHost::parse(b"tracker.postman.i2p").unwrap(), 2);
+    assert_eq!(go(&s, ann(1, 1, i2p)).unwrap_err(), Refusal::PeerIdInUse);
+    let mut dict = ann(1, 2, v4(2, 2));
+    dict.want = Want::Dict;
+    let (_, sel) = go(&s, dict).unwrap();
+    assert_eq!(sel.dict, vec![(onion(2), pid(1))]);
+}
