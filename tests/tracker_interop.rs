@@ -125,6 +125,9 @@ async fn make_torrent(dir: &Path, announce: &str, private: bool) -> ([u8; 32], I
 async fn start_seeder(dir: &Path, log: &Path) -> (Child, u16) {
     let config = dir.join("transmission");
     std::fs::create_dir_all(&config).unwrap();
+    // Listening ports: each client picks a free one itself within a range kept outside
+    // Linux's ephemeral range (32768–60999), so they never meet other tests' port-0
+    // sockets. The port actually bound is read back from the client's log.
     let settings = serde_json::json!({
         "dht-enabled": false,
         "pex-enabled": false,
@@ -132,8 +135,8 @@ async fn start_seeder(dir: &Path, log: &Path) -> (Child, u16) {
         "utp-enabled": false,
         "port-forwarding-enabled": false,
         "peer-port-random-on-start": true,
-        "peer-port-random-low": 49152,
-        "peer-port-random-high": 60999,
+        "peer-port-random-low": 61000,
+        "peer-port-random-high": 65000,
         "speed-limit-up-enabled": false,
         "message-level": 3,
     });

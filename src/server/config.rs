@@ -509,6 +509,39 @@ mod tests {
     }
 
     #[test]
+    fn tracker_and_udp_sections_are_checked() {
+        let mut cfg = Config::default();
+        cfg.tracker.access = AccessMode::Allowlist;
+        cfg.tracker.min_interval_secs = cfg.tracker.interval_secs + 1;
+        cfg.tracker.default_numwant = 500;
+        cfg.tracker.max_peer_age_secs = 10;
+        cfg.udp.workers = 65;
+        let Err(ConfigError::Invalid(errs)) = cfg.validate() else {
+            panic!("expected invalid");
+        };
+        let text = errs.join("\n");
+        for key in [
+            "tracker.access_list_file",
+            "tracker.min_interval_secs",
+            "tracker.default_numwant",
+            "tracker.max_peer_age_secs",
+            "udp.workers",
+        ] {
+            assert!(text.contains(key), "{key} not reported: {text}");
+        }
+        let parsed: Config = toml::from_str(
+            "[tracker]\naccess = \"denylist\"\naccess_list_file = \"/x\"\nprivate = true\n\
+             [udp]\nenabled = false\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.tracker.access, AccessMode::Denylist);
+        assert!(parsed.tracker.private && !parsed.udp.enabled);
+        assert!(parsed.validate().is_ok());
+        assert!(toml::from_str::<Config>("[tracker]\naccess = \"maybe\"\n").is_err());
+        assert!(toml::from_str::<Config>("[udp]\nbogus = 1\n").is_err());
+    }
+
+    #[test]
     fn url_file_is_read_and_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("url");
