@@ -10,8 +10,9 @@
 //! A torrent keeps three insertion-ordered maps keyed by peer id (IPv4, IPv6, names), so a
 //! peer of one family is found with one lookup and peers can be sampled by index. Sampling
 //! takes up to `numwant` consecutive entries from a random starting index, wrapping around,
-//! skipping the requester and expired entries; removal is `swap_remove`, which keeps
-//! reshuffling the order.
+//! skipping the requester and expired entries. A re-announce updates its entry in place;
+//! removal is `swap_remove` (the last entry fills the gap), so the order drifts as peers
+//! come and go.
 //!
 //! # Expiry
 //!
@@ -46,7 +47,7 @@ mod torrent;
 #[cfg(test)]
 mod tests;
 
-use torrent::Torrent;
+use torrent::{family, Torrent};
 
 /// Limits the swarm enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +150,16 @@ pub struct Counts {
     pub incomplete: u32,
 }
 
+/// Count one peer in (`by` = 1) or out (`by` = -1) of `t`'s seeders or leechers.
+fn count(t: &mut Torrent, delta: &mut Delta, seeder: bool, by: i64) {
+    if seeder {
+        t.seeders = t.seeders.saturating_add_signed(if by > 0 { 1 } else { -1 });
+        delta.seeders += by;
+    } else {
+        delta.leechers += by;
+    }
+}
+
 type Shard = HashMap<InfoHash, Torrent>;
 
 /// All torrents and their peers. See the module docs for locking and expiry.
@@ -249,43 +260,45 @@ impl Swarm {
         expires: u32,
         delta: &mut Delta,
     ) -> Result<(), Refusal> {
-        let seeder = a.seeder || a.event == AnnounceEvent::Completed;
-        let existing = t.find(&a.peer_id, &a.addr);
-        if let Some(old) = &existing {
-            let key_matches = old.key.is_some() && old.key == a.key;
-            if !old.same_host && !key_matches {
-                return Err(Refusal::PeerIdInUse);
+        let stopped = a.event == AnnounceEvent::Stopped;
+        let completed = a.event == AnnounceEvent::Completed;
+        let seeder = a.seeder || completed;
+        let Some(old) = t.find(&a.peer_id, &a.addr) else {
+            if stopped {
+                return Ok(());
             }
-            t.remove(&a.peer_id, old.family);
-            if old.seeder {
-                t.seeders = t.seeders.saturating_sub(1);
-                delta.seeders -= 1;
-            } else {
-                delta.leechers -= 1;
-            }
-        } else if a.event == AnnounceEvent::Stopped {
-            return Ok(());
-        } else {
             self.make_room(t, now, delta)?;
+            if completed {
+                t.downloaded = t.downloaded.saturating_add(1);
+            }
+            t.insert(a.peer_id, a.addr.clone(), expires, seeder, a.key);
+            count(t, delta, seeder, 1);
+            return Ok(());
+        };
+        let owner = old.same_host || (old.key.is_some() && old.key == a.key);
+        if !owner {
+            return Err(Refusal::PeerIdInUse);
         }
-        if a.event == AnnounceEvent::Stopped {
+        if stopped {
+            t.remove(&a.peer_id, old.family);
+            count(t, delta, old.seeder, -1);
             return Ok(());
         }
-        if a.event == AnnounceEvent::Completed && !existing.as_ref().is_some_and(|o| o.seeder) {
+        if completed && !old.seeder {
             t.downloaded = t.downloaded.saturating_add(1);
         }
-        // A client may have reset its key; keep the one that proved ownership otherwise.
-        let key = if a.key.is_some() {
-            a.key
+        // A client may drop its key; keep the one that proved ownership.
+        let key = if a.key.is_some() { a.key } else { old.key };
+        if old.family == family(&a.addr) {
+            // The common case, a re-announce: update in place.
+            t.refresh(&a.peer_id, &a.addr, expires, seeder, key);
         } else {
-            existing.map_or(KeyTag::NONE, |o| o.key)
-        };
-        t.insert(a.peer_id, a.addr.clone(), expires, seeder, key);
-        if seeder {
-            t.seeders = t.seeders.saturating_add(1);
-            delta.seeders += 1;
-        } else {
-            delta.leechers += 1;
+            t.remove(&a.peer_id, old.family);
+            t.insert(a.peer_id, a.addr.clone(), expires, seeder, key);
+        }
+        if old.seeder != seeder {
+            count(t, delta, old.seeder, -1);
+            count(t, delta, seeder, 1);
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ pub(super) enum Family {
     Name,
 }
 
-fn family(addr: &PeerAddr) -> Family {
+pub(super) fn family(addr: &PeerAddr) -> Family {
     match addr {
         PeerAddr::V4(_) => Family::V4,
         PeerAddr::V6(_) => Family::V6,
@@ -117,6 +117,44 @@ impl Torrent {
             }
             Family::Name => {
                 self.names.swap_remove(id);
+            }
+        }
+    }
+
+    /// Update an entry of `addr`'s family in place (the caller found it there).
+    pub(super) fn refresh(
+        &mut self,
+        id: &PeerId,
+        addr: &PeerAddr,
+        expires: u32,
+        seeder: bool,
+        key: KeyTag,
+    ) {
+        fn set<A>(e: &mut Entry<A>, expires: u32, seeder: bool, key: KeyTag) {
+            e.expires = expires;
+            e.seeder = seeder;
+            e.key = key;
+        }
+        match addr {
+            PeerAddr::V4(a) => {
+                if let Some(e) = self.v4.get_mut(id) {
+                    e.addr = *a;
+                    set(e, expires, seeder, key);
+                }
+            }
+            PeerAddr::V6(a) => {
+                if let Some(e) = self.v6.get_mut(id) {
+                    e.addr = *a;
+                    set(e, expires, seeder, key);
+                }
+            }
+            PeerAddr::Onion { .. } | PeerAddr::I2p { .. } => {
+                if let Some(e) = self.names.get_mut(id) {
+                    if e.addr != *addr {
+                        e.addr = addr.clone();
+                    }
+                    set(e, expires, seeder, key);
+                }
             }
         }
     }
