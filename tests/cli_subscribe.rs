@@ -51,7 +51,10 @@ async fn start(db: &Path, addr: Option<SocketAddr>) -> Srv {
     let token = CancellationToken::new();
     let handle = tokio::spawn(server::serve(
         state.clone(),
-        Listeners { http: listener },
+        Listeners {
+            http: listener,
+            udp: None,
+        },
         token.clone(),
     ));
     common::server::wait_ready(addr).await;

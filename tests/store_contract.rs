@@ -104,6 +104,7 @@ contract!(
     concurrent_manifest_puts_never_regress,
     concurrent_pointer_puts_never_regress,
     reopened_store_keeps_its_data,
+    passkeys_add_remove_and_list,
 );
 
 fn key(n: u8) -> PublicKey {
@@ -144,6 +145,37 @@ async fn ping_and_empty_store(h: &Harness) {
     assert!(!s.delete_manifest(&key(1)).await.unwrap());
     // Deleting a missing slot must not create a mark.
     assert_eq!(s.manifest_high_water(&key(1)).await.unwrap(), None);
+}
+
+async fn passkeys_add_remove_and_list(h: &Harness) {
+    let s = &h.store;
+    assert!(s.list_passkeys().await.unwrap().is_empty());
+    assert!(!s.passkey_exists("abcdefghijklmnop").await.unwrap());
+    // Byte order, whatever the database's collation.
+    for pk in [
+        "b-passkey-000000000",
+        "B_passkey_000000000",
+        "a".repeat(64).as_str(),
+    ] {
+        assert!(s.add_passkey(pk, ts(1)).await.unwrap(), "{pk}");
+    }
+    assert!(!s.add_passkey("b-passkey-000000000", ts(2)).await.unwrap());
+    assert!(s.passkey_exists("b-passkey-000000000").await.unwrap());
+    assert!(!s.passkey_exists("B-PASSKEY-000000000").await.unwrap());
+    assert_eq!(
+        s.list_passkeys().await.unwrap(),
+        vec![
+            "B_passkey_000000000".to_owned(),
+            "a".repeat(64),
+            "b-passkey-000000000".to_owned()
+        ]
+    );
+    assert!(s.remove_passkey("b-passkey-000000000").await.unwrap());
+    assert!(!s.remove_passkey("b-passkey-000000000").await.unwrap());
+    assert!(!s.passkey_exists("b-passkey-000000000").await.unwrap());
+    // Longer than the schema allows: refused by the database, never truncated.
+    assert!(s.add_passkey(&"x".repeat(65), ts(1)).await.is_err());
+    assert_eq!(s.list_passkeys().await.unwrap().len(), 2);
 }
 
 async fn manifest_outcomes(h: &Harness) {

@@ -501,14 +501,23 @@ async fn webtorrent_offers_and_answers_are_relayed() {
 }
 
 #[tokio::test]
-async fn plain_get_is_told_to_upgrade_and_info_lists_the_bounds() {
+async fn plain_get_is_told_to_upgrade_or_tracked_and_info_lists_the_bounds() {
     let server = start_sqlite().await;
-    for path in ["/", "/announce"] {
-        let r = common::http::request(server.addr, "GET", path, &[], b"")
-            .await
-            .unwrap();
-        assert_eq!(r.status, 426, "{path}");
-    }
+    let r = common::http::request(server.addr, "GET", "/", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 426);
+    // Without an upgrade, `/announce` is the HTTP BitTorrent tracker: a bencoded failure
+    // for a query without an info_hash.
+    let r = common::http::request(server.addr, "GET", "/announce", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.starts_with(b"d14:failure reason"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let info = common::http::request(server.addr, "GET", "/v1/info", &[], b"")
         .await
         .unwrap()

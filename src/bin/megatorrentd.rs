@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use megatorrent::server::{self, config::LogFormat, Config, Listeners};
+use megatorrent::server::{self, admin, process, Config, Listeners};
 use tokio_util::sync::CancellationToken;
 
 /// Signed torrent feeds: the signaling and BitTorrent tracker server.
@@ -20,6 +20,9 @@ struct Args {
     /// Validate this config file (plus the environment) and exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    /// An administrative command instead of serving.
+    #[command(subcommand)]
+    command: Option<admin::Command>,
 }
 
 #[tokio::main]
@@ -35,48 +38,25 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(args.config.as_deref())?;
-    init_tracing(&config);
+    if let Some(cmd) = args.command {
+        print!("{}", admin::run(&config, cmd).await?);
+        return Ok(());
+    }
+    process::init_tracing(&config);
     tracing::info!(database = %server::config::redact_url(&config.database.url), "starting");
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let udp = if config.udp.enabled {
+        let socket = tokio::net::UdpSocket::bind(config.udp.listen).await;
+        Some(socket.with_context(|| format!("cannot listen on udp {}", config.udp.listen))?)
+    } else {
+        None
+    };
+    let state = server::open_state(config).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
-    server::run(config, Listeners { http }, shutdown).await?;
+    tokio::spawn(process::cancel_on_shutdown_signal(shutdown.clone()));
+    tokio::spawn(process::reload_on_sighup(state.clone(), shutdown.clone()));
+    server::serve(state, Listeners { http, udp }, shutdown).await?;
     Ok(())
-}
-
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-/// Cancel `token` on SIGTERM or Ctrl-C.
-async fn wait_for_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            },
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    token.cancel();
 }

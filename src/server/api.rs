@@ -110,6 +110,7 @@ fn etag_matches(header_value: &str, etag: &str) -> bool {
 /// `GET /v1/info`: what this server is and the limits it enforces.
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let cfg = state.config();
+    let t = &cfg.tracker;
     let backend = state.store().backend();
     Json(json!({
         "software": "megatorrentd",
@@ -118,13 +119,27 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         "backend": backend,
         // SQLite is single-replica; PostgreSQL supports several replicas.
         "replication": if backend == "postgres" { "multi" } else { "single" },
-        "features": ["manifests", "pointers", "websocket", "pubsub", "webtorrent", "long-poll"],
+        "features": [
+            "manifests", "pointers", "tracker", "websocket", "pubsub", "webtorrent", "long-poll"
+        ],
         "limits": {
             "maxManifestBytes": state.manifest_limits().max_bytes,
             "maxPointerBytes": MAX_POINTER_BYTES,
             "maxClockSkewSecs": cfg.limits.max_clock_skew_secs,
             "requestTimeoutSecs": cfg.http.request_timeout_secs,
             "maxWaitSecs": super::longpoll::max_wait_secs(&state),
+            "announceIntervalSecs": t.interval_secs,
+            "minAnnounceIntervalSecs": t.min_interval_secs,
+            "defaultNumwant": t.default_numwant,
+            "maxNumwant": t.max_numwant,
+            "maxScrapeInfoHashes": t.max_scrape_hashes,
+            "maxPeersPerTorrent": t.max_peers_per_torrent,
+        },
+        "tracker": {
+            "http": true,
+            "udp": cfg.udp.enabled,
+            "private": t.private,
+            "access": t.access,
         },
         "websocket": super::ws::info(&cfg.websocket),
     }))

@@ -2,12 +2,18 @@
 //!
 //! Every error body is JSON `{"error": "<code>", "message": "<text>", …}` where `code` is a
 //! short stable string clients can switch on. 5xx bodies are generic; details go to the log.
+//!
+//! The BitTorrent tracker is the exception ([`TrackerError`]): its failures are bencoded
+//! `failure reason` dictionaries with status 200, as BitTorrent clients expect, or a bare
+//! 400 for input that is not worth an answer.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::proto::tracker::{Disposition, RequestError};
 use crate::proto::{HexError, ManifestError, PointerError};
+use crate::server::tracker::Refusal;
 use crate::store::StoreError;
 
 /// Everything a request handler can fail with.
@@ -143,6 +149,43 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Everything a tracker `GET /announce` or `GET /scrape` can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    /// The query did not parse.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The query parsed but the tracker refused it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// A bencoded tracker body with the `text/plain` content type trackers use.
+pub fn bencode_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        body,
+    )
+        .into_response()
+}
+
+impl IntoResponse for TrackerError {
+    fn into_response(self) -> Response {
+        let mut body = Vec::with_capacity(64);
+        match &self {
+            Self::Request(e) => match e.disposition() {
+                Disposition::TellPeer => {
+                    crate::proto::tracker::write_failure(&mut body, &e.failure_reason());
+                }
+                Disposition::Drop => return bencode_response(StatusCode::BAD_REQUEST, body),
+            },
+            Self::Refused(r) => crate::proto::tracker::write_failure(&mut body, &r.to_string()),
+        }
+        bencode_response(StatusCode::OK, body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +274,50 @@ mod tests {
         })
         .await;
         assert_eq!((s.as_u16(), &body["currentSeq"]), (409, &json!(5)));
+    }
+
+    async fn render_tracker(e: TrackerError) -> (StatusCode, Option<String>, Vec<u8>) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap()
+            .to_vec();
+        (status, ct, body)
+    }
+
+    #[tokio::test]
+    async fn tracker_errors_are_bencoded_failures_or_bare_400s() {
+        use crate::proto::tracker::AnnounceReply;
+        let told: Vec<TrackerError> = vec![
+            RequestError::Missing("info_hash").into(),
+            RequestError::BadValue("numwant").into(),
+            Refusal::NotAllowed.into(),
+            Refusal::Unavailable.into(),
+        ];
+        for err in told {
+            let text = err.to_string();
+            let (status, ct, body) = render_tracker(err).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(ct.as_deref(), Some("text/plain"));
+            let AnnounceReply::Failure(reason) = AnnounceReply::parse(&body).unwrap() else {
+                panic!("not a failure");
+            };
+            assert!(reason.starts_with(&text), "{reason} / {text}");
+        }
+        let (status, _, body) = render_tracker(
+            RequestError::QueryTooLong {
+                len: 99_999,
+                max: 1,
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.is_empty());
     }
 }

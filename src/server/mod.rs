@@ -12,20 +12,23 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::proto::ManifestLimits;
 use crate::store::{self, Store, StoreError, StoreOptions};
 
+pub mod admin;
 mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
 mod longpoll;
 mod pointer;
+pub mod process;
 pub mod pubsub;
+pub mod tracker;
 pub mod ws;
 
 pub use config::Config;
@@ -44,6 +47,7 @@ struct Inner {
     ready: AtomicBool,
     pubsub: pubsub::PubSub,
     ws: ws::WsShared,
+    tracker: tracker::Tracker,
 }
 
 impl AppState {
@@ -55,6 +59,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 store,
+                tracker: tracker::Tracker::new(&config.tracker),
                 config,
                 manifest_limits,
                 ready: AtomicBool::new(true),
@@ -112,6 +117,18 @@ impl AppState {
         self.inner.ready.load(Ordering::Relaxed)
     }
 
+    /// The BitTorrent tracker.
+    #[must_use]
+    pub fn tracker(&self) -> &tracker::Tracker {
+        &self.inner.tracker
+    }
+
+    /// Re-read what can change without a restart (the tracker's access list; cached
+    /// passkeys are forgotten). Called on SIGHUP. On error the old state stays.
+    pub fn reload(&self) -> Result<usize, tracker::AccessListError> {
+        self.inner.tracker.reload()
+    }
+
     fn set_not_ready(&self) {
         self.inner.ready.store(false, Ordering::Relaxed);
     }
@@ -130,6 +147,12 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/", get(ws::root))
         .route("/announce", get(ws::announce).post(pointer::announce))
+        .route(
+            "/announce/{passkey}",
+            get(tracker::http::announce_with_passkey),
+        )
+        .route("/scrape", get(tracker::http::scrape))
+        .route("/scrape/{passkey}", get(tracker::http::scrape_with_passkey))
         .route("/lookup/{key}", get(pointer::lookup))
         .route("/stats", get(pointer::stats))
         .fallback(api::not_found)
@@ -144,6 +167,16 @@ pub fn app(state: AppState) -> Router {
 pub struct Listeners {
     /// Public HTTP + WebSocket listener.
     pub http: TcpListener,
+    /// The UDP tracker socket, if the UDP tracker is enabled.
+    pub udp: Option<UdpSocket>,
+}
+
+impl Listeners {
+    /// Only the HTTP listener (no UDP tracker).
+    #[must_use]
+    pub fn http_only(http: TcpListener) -> Self {
+        Self { http, udp: None }
+    }
 }
 
 /// Why the server stopped with an error.
@@ -155,6 +188,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
+    /// The tracker's access list could not be loaded at start-up.
+    #[error("cannot load the tracker access list")]
+    AccessList(#[from] tracker::AccessListError),
 }
 
 /// Open the store named in `config`.
@@ -175,8 +211,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    serve(open_state(config).await?, listeners, shutdown).await
+}
+
+/// Open the store and build the state (for callers that need the state before serving,
+/// e.g. to reload it on SIGHUP).
+pub async fn open_state(config: Config) -> Result<AppState, ServerError> {
     let store = open_store(&config).await?;
-    serve(AppState::new(store, config), listeners, shutdown).await
+    Ok(AppState::new(store, config))
 }
 
 /// Serve an already-built state (lets tests share a store between restarts).
@@ -187,6 +229,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let grace = Duration::from_secs(state.config().http.shutdown_grace_secs);
     let addr = listeners.http.local_addr()?;
+    let listed = state.reload()?;
+    let mut background = spawn_tracker(&state, listeners.udp, &shutdown, listed)?;
     tracing::info!(
         backend = state.store().backend(),
         "listening on http://{addr}"
@@ -224,8 +268,37 @@ pub async fn serve(
     if let Err(e) = replication.await {
         tracing::error!(error = %e, "replication task failed");
     }
-    served?;
+    background.abort_all();
+    while background.join_next().await.is_some() {}
     state.store().close().await;
     tracing::info!("stopped");
+    served?;
     Ok(())
+}
+
+/// Start the tracker's sweeper and, if given a socket, the UDP tracker; both stop when
+/// `shutdown` is cancelled.
+fn spawn_tracker(
+    state: &AppState,
+    udp: Option<UdpSocket>,
+    shutdown: &CancellationToken,
+    listed: usize,
+) -> Result<tokio::task::JoinSet<()>, ServerError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let cfg = state.config();
+    tracing::info!(access = ?cfg.tracker.access, listed, private = cfg.tracker.private, "tracker ready");
+    let (st, token) = (state.clone(), shutdown.clone());
+    tasks.spawn(async move { st.tracker().run_sweeper(token).await });
+    if let Some(socket) = udp {
+        let addr = socket.local_addr()?;
+        let workers = tracker::udp_server::worker_count(cfg.udp.workers);
+        tracing::info!(workers, "udp tracker listening on udp://{addr}");
+        tasks.spawn(tracker::udp_server::serve(
+            state.clone(),
+            socket,
+            workers,
+            shutdown.clone(),
+        ));
+    }
+    Ok(tasks)
 }

@@ -131,6 +131,19 @@ pub trait Store: Send + Sync + 'static {
     /// Live record counts.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// Add a private-tracker passkey (the caller checked its format). Returns `false` if it
+    /// already existed (nothing changes then).
+    async fn add_passkey(&self, passkey: &str, created_at_ms: i64) -> Result<bool, StoreError>;
+
+    /// Remove a passkey. Returns whether it existed.
+    async fn remove_passkey(&self, passkey: &str) -> Result<bool, StoreError>;
+
+    /// Whether a passkey exists.
+    async fn passkey_exists(&self, passkey: &str) -> Result<bool, StoreError>;
+
+    /// Every passkey, sorted.
+    async fn list_passkeys(&self) -> Result<Vec<String>, StoreError>;
+
     /// Cheap round trip to the database, for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 

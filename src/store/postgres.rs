@@ -281,6 +281,42 @@ impl Store for PgStore {
         })
     }
 
+    async fn add_passkey(&self, passkey: &str, created_at_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO passkeys (passkey, created_at) VALUES ($1, $2) \
+             ON CONFLICT (passkey) DO NOTHING",
+        )
+        .bind(passkey)
+        .bind(created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_passkey(&self, passkey: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM passkeys WHERE passkey = $1")
+            .bind(passkey)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn passkey_exists(&self, passkey: &str) -> Result<bool, StoreError> {
+        let row: Option<i32> = sqlx::query_scalar("SELECT 1 FROM passkeys WHERE passkey = $1")
+            .bind(passkey)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn list_passkeys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT passkey FROM passkeys ORDER BY passkey COLLATE \"C\"")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

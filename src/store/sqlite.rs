@@ -320,6 +320,42 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn add_passkey(&self, passkey: &str, created_at_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO passkeys (passkey, created_at) VALUES (?1, ?2) \
+             ON CONFLICT (passkey) DO NOTHING",
+        )
+        .bind(passkey)
+        .bind(created_at_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_passkey(&self, passkey: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM passkeys WHERE passkey = ?1")
+            .bind(passkey)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn passkey_exists(&self, passkey: &str) -> Result<bool, StoreError> {
+        let row: Option<i64> = sqlx::query_scalar("SELECT 1 FROM passkeys WHERE passkey = ?1")
+            .bind(passkey)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn list_passkeys(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT passkey FROM passkeys ORDER BY passkey")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use megatorrent::server::{self, AppState, Config, Listeners};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,9 @@ use super::pg::PgTestDb;
 pub struct TestServer {
     pub url: String,
     pub addr: SocketAddr,
-    /// The server's shared state (hub counters, swarms).
+    /// The UDP tracker's address (when `udp.enabled`, the default).
+    pub udp_addr: Option<SocketAddr>,
+    /// The server's shared state (hub and tracker counters, swarms).
     pub state: AppState,
     token: CancellationToken,
     handle: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
@@ -75,17 +77,26 @@ pub async fn start_with(mut config: Config, pg: Option<PgTestDb>) -> TestServer 
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let udp = if config.udp.enabled {
+        Some(UdpSocket::bind("127.0.0.1:0").await.unwrap())
+    } else {
+        None
+    };
+    let udp_addr = udp.as_ref().map(|u| u.local_addr().unwrap());
     let token = CancellationToken::new();
-    let store = server::open_store(&config).await.unwrap();
-    let state = AppState::new(store, config);
+    let state = server::open_state(config).await.unwrap();
     let handle = tokio::spawn(server::serve(
         state.clone(),
-        Listeners { http: listener },
+        Listeners {
+            http: listener,
+            udp,
+        },
         token.clone(),
     ));
     let server = TestServer {
         url: format!("http://{addr}"),
         addr,
+        udp_addr,
         state,
         token,
         handle: Some(handle),
@@ -118,6 +129,8 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub url: String,
+    /// The UDP tracker's address, if enabled.
+    pub udp_addr: Option<SocketAddr>,
 }
 
 /// Path of the built server binary.
@@ -127,9 +140,16 @@ pub fn daemon_bin() -> PathBuf {
 
 /// Start `megatorrentd` with `database_url`, in `cwd`, and wait until it serves.
 pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
+    spawn_daemon_with(database_url, cwd, &[]).await
+}
+
+/// As [`spawn_daemon`], with extra `MEGATORRENT_*` environment variables.
+pub async fn spawn_daemon_with(database_url: &str, cwd: &Path, env: &[(&str, &str)]) -> Daemon {
     let mut child = Command::new(daemon_bin())
         .current_dir(cwd)
+        .envs(env.iter().copied())
         .env("MEGATORRENT_HTTP__LISTEN", "127.0.0.1:0")
+        .env("MEGATORRENT_UDP__LISTEN", "127.0.0.1:0")
         .env("MEGATORRENT_DATABASE__URL", database_url)
         .env("MEGATORRENT_LOG__LEVEL", "info")
         .env_remove("RUST_LOG")
@@ -141,11 +161,16 @@ pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
         .expect("spawn megatorrentd");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+    let (addr, udp_addr) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut udp_addr = None;
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("listening on udp://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                udp_addr = Some(addr.parse::<SocketAddr>().unwrap());
+            }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
-                return addr.parse::<SocketAddr>().unwrap();
+                return (addr.parse::<SocketAddr>().unwrap(), udp_addr);
             }
         }
         panic!("megatorrentd exited before listening");
@@ -159,5 +184,6 @@ pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
         child,
         addr,
         url: format!("http://{addr}"),
+        udp_addr,
     }
 }

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::ws::{
     rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket, WebSocketUpgrade,
 };
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -66,16 +67,19 @@ pub async fn root(
     }
 }
 
-/// `GET /announce`: a WebSocket upgrade goes to the WebTorrent tracker.
+/// `GET /announce`: a WebSocket upgrade goes to the WebTorrent tracker; any other request is
+/// an HTTP BitTorrent announce.
 pub async fn announce(
     State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    uri: axum::http::Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
         Ok(ws) => accept(state, ws),
-        // MERGE: the HTTP BitTorrent tracker's `GET /announce` handler replaces this
-        // placeholder (requests without `Upgrade: websocket` land here).
-        Err(_) => upgrade_required(),
+        Err(_) => super::tracker::http::announce(State(state), ConnectInfo(remote), uri)
+            .await
+            .into_response(),
     }
 }
 
