@@ -37,13 +37,31 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     init_tracing(&config);
     tracing::info!(database = %server::config::redact_url(&config.database.url), "starting");
-    let http = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    // Each client connection is a file descriptor: use the whole hard limit.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
+    let listeners = Listeners {
+        http: bind(config.http.listen).await?,
+        metrics: match config.metrics.enabled {
+            true => Some(bind(config.metrics.listen).await?),
+            false => None,
+        },
+        onion: match config.onion_proxy.listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        },
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    server::run(config, Listeners { http }, shutdown).await?;
+    server::run(config, listeners, shutdown).await?;
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 fn init_tracing(config: &Config) {

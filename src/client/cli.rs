@@ -200,7 +200,7 @@ fn signaling(cli: &Cli) -> Result<SignalingClient, CliError> {
         Connector::direct().with_connect_timeout(timeout.min(Connector::DEFAULT_CONNECT_TIMEOUT));
     let http =
         HttpClient::new(connector, BaseUrl::parse(&cli.server)?).with_request_timeout(timeout);
-    Ok(SignalingClient::new(http))
+    Ok(SignalingClient::new(http).with_progress(std::sync::Arc::new(note)))
 }
 
 /// The `publish` command; returns the published sequence.

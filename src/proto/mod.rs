@@ -7,6 +7,7 @@ pub mod json;
 pub mod keys;
 pub mod manifest;
 pub mod pointer;
+pub mod pow;
 pub mod tracker;
 pub mod udp;
 pub mod webtorrent;

@@ -6,8 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::admission::{admit_publisher, published, AdmittedBody};
 use super::error::ApiError;
-use super::extract::{CappedBody, KeyPath};
+use super::extract::KeyPath;
+use super::metrics::{PublishKind, PublishResult};
 use super::AppState;
 use crate::proto::pointer::MAX_POINTER_BYTES;
 use crate::proto::Manifest;
@@ -17,8 +19,8 @@ use crate::store::{ManifestRecord, PutOutcome};
 pub async fn put_manifest(
     State(state): State<AppState>,
     KeyPath(key): KeyPath,
-    CappedBody(body): CappedBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    AdmittedBody(body): AdmittedBody,
+) -> Result<(StatusCode, axum::Extension<PublishResult>, Json<Value>), ApiError> {
     let manifest = Manifest::verify(&body, state.manifest_limits())?;
     if manifest.public_key() != &key {
         return Err(ApiError::KeyMismatch);
@@ -30,6 +32,7 @@ pub async fn put_manifest(
         .max_clock_skew_secs
         .saturating_mul(1000);
     manifest.check_timestamp(u64::try_from(now).unwrap_or(0), skew_ms)?;
+    admit_publisher(&state, &key, PublishKind::Manifest).await?;
     let sequence = manifest.sequence();
     let record = ManifestRecord {
         key,
@@ -37,7 +40,8 @@ pub async fn put_manifest(
         body: manifest.into_canonical_bytes(),
         updated_at_ms: now,
     };
-    let status = match state.store().put_manifest(&record).await? {
+    let outcome = state.store().put_manifest(&record).await?;
+    let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated | PutOutcome::Unchanged => StatusCode::OK,
         PutOutcome::Conflict { current } => {
@@ -47,7 +51,8 @@ pub async fn put_manifest(
             })
         }
     };
-    Ok((status, Json(json!({ "sequence": sequence }))))
+    let result = published(&state, outcome);
+    Ok((status, result, Json(json!({ "sequence": sequence }))))
 }
 
 /// `GET /v1/manifests/{key}`: the stored canonical bytes, with `ETag: "<sequence>"`.
@@ -102,7 +107,7 @@ fn etag_matches(header_value: &str, etag: &str) -> bool {
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let cfg = state.config();
     let backend = state.store().backend();
-    Json(json!({
+    let mut info = json!({
         "software": "megatorrentd",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": 1,
@@ -116,7 +121,10 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
             "maxClockSkewSecs": cfg.limits.max_clock_skew_secs,
             "requestTimeoutSecs": cfg.http.request_timeout_secs,
         },
-    }))
+        "pow": state.pow().info(),
+    });
+    super::admission::add_limits_info(&state, &mut info["limits"]);
+    Json(info)
 }
 
 /// `GET /healthz`: the process is alive.

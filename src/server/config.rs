@@ -15,6 +15,10 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::ManifestLimits;
+use crate::server::quota::{Per, Quota};
+
+mod hardening;
+pub use hardening::{MetricsConfig, OnionProxyConfig, PowConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +32,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The private metrics listener.
+    pub metrics: MetricsConfig,
+    /// The optional onion-service listener (PROXY protocol).
+    pub onion_proxy: OnionProxyConfig,
+    /// Proof-of-work admission for writes.
+    pub pow: PowConfig,
 }
 
 /// `[http]`: the public listener.
@@ -40,6 +50,20 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM, how long in-flight requests may take to finish, in seconds. Default 10.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long to keep serving with `/readyz` failing before closing the
+    /// listener, so load balancers stop sending traffic first. Default 0.
+    pub shutdown_delay_secs: u64,
+    /// Time allowed to receive a request head, counted from when the connection opens or
+    /// goes idle; also the keep-alive idle timeout (slowloris protection). Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line plus headers) in bytes (8192..=1048576). Default
+    /// 16384; larger heads get `431`.
+    pub max_header_bytes: usize,
+    /// Open client connections at most (public and onion listeners each); more are closed
+    /// at once. Default 10000.
+    pub max_connections: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed. Default: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +72,11 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
+            shutdown_delay_secs: 0,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 16_384,
+            max_connections: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -113,6 +142,19 @@ pub struct LimitsConfig {
     pub max_manifest_bytes: usize,
     /// How far in the future a manifest timestamp may be, in seconds. Default 600.
     pub max_clock_skew_secs: u64,
+    /// Reads (GET/HEAD) per client. Default `"100r/s"`.
+    pub read_quota: Quota,
+    /// Writes per client. Default `"60r/m"`.
+    pub write_quota: Quota,
+    /// Writes of all clients together. Default `"500r/s"`.
+    pub global_write_quota: Quota,
+    /// Writes per publishing public key. Default `"30r/m"`.
+    pub key_write_quota: Quota,
+    /// Clients tracked per limiter before idle ones are pruned early. Default 100000.
+    pub max_tracked_clients: usize,
+    /// Stored identities (live manifests plus pointer records) at most; when reached, new
+    /// keys get `507 store-full` while known keys keep publishing. 0 = no cap. Default 0.
+    pub max_identities: u64,
 }
 
 impl Default for LimitsConfig {
@@ -120,6 +162,12 @@ impl Default for LimitsConfig {
         Self {
             max_manifest_bytes: ManifestLimits::DEFAULT_MAX_BYTES,
             max_clock_skew_secs: 600,
+            read_quota: Quota::new(hardening::nonzero(100), Per::Second),
+            write_quota: Quota::new(hardening::nonzero(60), Per::Minute),
+            global_write_quota: Quota::new(hardening::nonzero(500), Per::Second),
+            key_write_quota: Quota::new(hardening::nonzero(30), Per::Minute),
+            max_tracked_clients: 100_000,
+            max_identities: 0,
         }
     }
 }
@@ -235,6 +283,7 @@ impl Config {
         if !scheme_ok {
             errs.push("database.url must start with sqlite:, postgres:// or postgresql://".into());
         }
+        hardening::validate(self, &mut errs);
         if self.log.level.trim().is_empty() {
             errs.push("log.level must not be empty".into());
         }

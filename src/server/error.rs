@@ -59,6 +59,52 @@ pub enum ApiError {
     /// The server is shutting down or the database is unreachable.
     #[error("service unavailable")]
     Unavailable,
+    /// A rate limiter refused the request.
+    #[error("too many requests; retry in {retry_after_secs}s")]
+    RateLimited {
+        /// Seconds until a retry may succeed (at least 1).
+        retry_after_secs: u64,
+    },
+    /// A write lacked a valid proof-of-work stamp while a difficulty is in force.
+    #[error("this write needs a proof-of-work stamp of difficulty {difficulty} ({failure})")]
+    Pow {
+        /// Missing or invalid.
+        failure: PowFailure,
+        /// Leading zero bits demanded.
+        difficulty: u8,
+        /// The server nonce to solve against (hex).
+        nonce: String,
+    },
+    /// The identity cap is reached and this key has no record yet.
+    #[error("the server stores no new identities at the moment")]
+    StoreFull,
+}
+
+/// Why a proof-of-work check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowFailure {
+    /// No stamp header.
+    Missing,
+    /// A malformed stamp, or one that does not meet the difficulty.
+    Invalid,
+}
+
+impl std::fmt::Display for PowFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PowFailure::Missing => "no stamp was sent",
+            PowFailure::Invalid => "the stamp does not meet it",
+        })
+    }
+}
+
+impl From<super::rate_limit::Limited> for ApiError {
+    fn from(l: super::rate_limit::Limited) -> Self {
+        let secs = l.retry_after.as_secs() + u64::from(l.retry_after.subsec_nanos() > 0);
+        ApiError::RateLimited {
+            retry_after_secs: secs.max(1),
+        }
+    }
 }
 
 impl ApiError {
@@ -78,6 +124,16 @@ impl ApiError {
             Self::BodyRead => (StatusCode::BAD_REQUEST, "bad-body"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            Self::Pow {
+                failure: PowFailure::Missing,
+                ..
+            } => (StatusCode::PRECONDITION_REQUIRED, "pow-required"),
+            Self::Pow {
+                failure: PowFailure::Invalid,
+                ..
+            } => (StatusCode::PRECONDITION_REQUIRED, "pow-invalid"),
+            Self::StoreFull => (StatusCode::INSUFFICIENT_STORAGE, "store-full"),
         }
     }
 
@@ -90,7 +146,17 @@ impl ApiError {
             Self::PointerConflict { current, .. } => json!({
                 "error": code, "message": self.to_string(), "currentSeq": current,
             }),
+            Self::RateLimited { retry_after_secs } => json!({
+                "error": code, "message": self.to_string(), "retryAfter": retry_after_secs,
+            }),
+            Self::Pow {
+                difficulty, nonce, ..
+            } => json!({
+                "error": code, "message": self.to_string(),
+                "difficulty": difficulty, "nonce": nonce,
+            }),
             Self::Manifest(_)
+            | Self::StoreFull
             | Self::Pointer(_)
             | Self::BadKey(_)
             | Self::KeyMismatch
@@ -133,6 +199,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Self::RateLimited { retry_after_secs } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
     }
@@ -201,6 +271,7 @@ mod tests {
             (ApiError::BodyTooLarge { max: 1 }, 413, "too-large"),
             (ApiError::BodyRead, 400, "bad-body"),
             (ApiError::Unavailable, 503, "unavailable"),
+            (ApiError::StoreFull, 507, "store-full"),
             (
                 ApiError::Store(StoreError::Corrupt("secret detail".into())),
                 500,
@@ -225,5 +296,46 @@ mod tests {
         })
         .await;
         assert_eq!((s.as_u16(), &body["currentSeq"]), (409, &json!(5)));
+
+        let resp = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let (s, body) = render(ApiError::RateLimited {
+            retry_after_secs: 7,
+        })
+        .await;
+        assert_eq!(
+            (s.as_u16(), &body["error"], &body["retryAfter"]),
+            (429, &json!("rate-limited"), &json!(7))
+        );
+        let limited = crate::server::rate_limit::Limited {
+            limiter: crate::server::metrics::Limiter::Read,
+            retry_after: std::time::Duration::from_millis(1),
+        };
+        assert!(matches!(
+            ApiError::from(limited),
+            ApiError::RateLimited {
+                retry_after_secs: 1
+            }
+        ));
+
+        for (failure, code) in [
+            (PowFailure::Missing, "pow-required"),
+            (PowFailure::Invalid, "pow-invalid"),
+        ] {
+            let (s, body) = render(ApiError::Pow {
+                failure,
+                difficulty: 9,
+                nonce: "ab".into(),
+            })
+            .await;
+            assert_eq!((s.as_u16(), &body["error"]), (428, &json!(code)));
+            assert_eq!(
+                (&body["difficulty"], &body["nonce"]),
+                (&json!(9), &json!("ab"))
+            );
+        }
     }
 }

@@ -4,12 +4,12 @@
 //! `.await`; shutdown is a [`CancellationToken`].
 
 use std::future::IntoFuture;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -19,11 +19,19 @@ use tower_http::timeout::TimeoutLayer;
 use crate::proto::ManifestLimits;
 use crate::store::{self, Store, StoreError, StoreOptions};
 
+pub mod admission;
 mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
+mod listener;
+pub mod metered_store;
+pub mod metrics;
 mod pointer;
+pub mod pow;
+pub mod proxy_protocol;
+pub mod quota;
+pub mod rate_limit;
 
 pub use config::Config;
 
@@ -39,21 +47,63 @@ struct Inner {
     manifest_limits: ManifestLimits,
     /// False once shutdown has begun, so readiness probes drain traffic first.
     ready: AtomicBool,
+    metrics: Arc<metrics::Metrics>,
+    rate_limiter: rate_limit::RateLimiter,
+    pow: pow::Pow,
+    /// Approximate stored identities ([`admission::UNKNOWN_COUNT`] until first loaded).
+    identities: AtomicU64,
 }
 
 impl AppState {
-    /// Build state around an opened store.
+    /// Build state around an opened store (wrapped in a [`metered_store::MeteredStore`]).
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let manifest_limits = config.manifest_limits();
-        Self {
+        let metrics = Arc::new(metrics::Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(metered_store::MeteredStore::new(
+            store,
+            Arc::clone(&metrics),
+        ));
+        let rate_limiter =
+            rate_limit::RateLimiter::new(&config.rate_limits(), Arc::clone(&metrics));
+        let pow = pow::Pow::new(config.pow.clone());
+        let state = Self {
             inner: Arc::new(Inner {
                 store,
                 config,
                 manifest_limits,
                 ready: AtomicBool::new(true),
+                metrics,
+                rate_limiter,
+                pow,
+                identities: AtomicU64::new(admission::UNKNOWN_COUNT),
             }),
-        }
+        };
+        metrics::register_state_gauges(&state);
+        state
+    }
+
+    /// The metrics registry and counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The rate limiters (the WebSocket hub calls [`rate_limit::RateLimiter::check_message`]
+    /// per message with the request's [`rate_limit::ClientKey`] extension).
+    #[must_use]
+    pub fn rate_limiter(&self) -> &rate_limit::RateLimiter {
+        &self.inner.rate_limiter
+    }
+
+    /// The proof-of-work controller.
+    #[must_use]
+    pub fn pow(&self) -> &pow::Pow {
+        &self.inner.pow
+    }
+
+    fn identities(&self) -> &AtomicU64 {
+        &self.inner.identities
     }
 
     /// The store.
@@ -110,6 +160,11 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_requests,
+        ))
+        .layer(from_fn_with_state(state.clone(), metrics::track_http))
         .with_state(state)
 }
 
@@ -117,6 +172,22 @@ pub fn app(state: AppState) -> Router {
 pub struct Listeners {
     /// Public HTTP + WebSocket listener.
     pub http: TcpListener,
+    /// The private metrics listener (`/metrics`), if enabled.
+    pub metrics: Option<TcpListener>,
+    /// The onion-service listener (PROXY v1 headers required), if configured.
+    pub onion: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Only the public listener.
+    #[must_use]
+    pub fn http(http: TcpListener) -> Self {
+        Self {
+            http,
+            metrics: None,
+            onion: None,
+        }
+    }
 }
 
 /// Why the server stopped with an error.
@@ -153,39 +224,100 @@ pub async fn run(
 }
 
 /// Serve an already-built state (lets tests share a store between restarts).
+///
+/// On `shutdown`: readiness turns false, the listeners keep accepting for
+/// `http.shutdown_delay_secs`, then they close and in-flight requests get up to
+/// `http.shutdown_grace_secs` to finish before the remaining connections are dropped.
 pub async fn serve(
     state: AppState,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let grace = Duration::from_secs(state.config().http.shutdown_grace_secs);
+    let cfg = state.config().http.clone();
     let addr = listeners.http.local_addr()?;
+    let settings = listener::ConnSettings {
+        header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
+        max_header_bytes: cfg.max_header_bytes,
+        max_connections: cfg.max_connections,
+        metrics: Arc::clone(state.metrics()),
+    };
+    let life = listener::Lifecycle {
+        stop_accepting: CancellationToken::new(),
+        drain: CancellationToken::new(),
+        kill: CancellationToken::new(),
+        tracker: tokio_util::task::TaskTracker::new(),
+    };
+    let stop_accepting = life.stop_accepting.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    let router = app(state.clone());
+    let accept =
+        |l, kind| listener::accept_loop(l, kind, router.clone(), settings.clone(), life.clone());
+    tasks.spawn(accept(listeners.http, metrics::ListenerKind::Http));
+    if let Some(onion) = listeners.onion {
+        tracing::info!("onion listener (PROXY protocol) on {}", onion.local_addr()?);
+        tasks.spawn(accept(onion, metrics::ListenerKind::Onion));
+    }
+    if let Some(m) = listeners.metrics {
+        tracing::info!("metrics on http://{}/metrics", m.local_addr()?);
+        let stop = stop_accepting.clone();
+        let server = axum::serve(m, metrics::metrics_app(state.clone()))
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        tasks.spawn(async move {
+            if let Err(e) = server.into_future().await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    tasks.spawn(housekeeping(state.clone(), stop_accepting.clone()));
     tracing::info!(
         backend = state.store().backend(),
         "listening on http://{addr}"
     );
-    let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let drain = CancellationToken::new();
-    let drain_signal = drain.clone();
-    let server = axum::serve(listeners.http, router)
-        .with_graceful_shutdown(async move { drain_signal.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
 
-    tokio::select! {
-        res = &mut server => {
-            res?;
-        }
-        () = shutdown.cancelled() => {
-            tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining requests");
-            state.set_not_ready();
-            drain.cancel();
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(res) => res?,
-                Err(_) => tracing::warn!("grace period over; dropping remaining connections"),
-            }
-        }
+    shutdown.cancelled().await;
+    state.set_not_ready();
+    let delay = Duration::from_secs(cfg.shutdown_delay_secs);
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "shutting down: not ready, still serving"
+        );
+        tokio::time::sleep(delay).await;
     }
+    tracing::info!(
+        grace_secs = cfg.shutdown_grace_secs,
+        "shutting down: draining requests"
+    );
+    stop_accepting.cancel();
+    life.drain.cancel();
+    life.tracker.close();
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    if tokio::time::timeout(grace, life.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; dropping remaining connections");
+        life.kill.cancel();
+        life.tracker.wait().await;
+    }
+    while tasks.join_next().await.is_some() {}
     state.store().close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Periodic upkeep until `stop`: prune idle rate-limiter entries, recount identities.
+async fn housekeeping(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(rate_limit::PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.rate_limiter().prune();
+        if let Err(e) = admission::refresh_identities(&state).await {
+            tracing::warn!(error = %e, "cannot count identities");
+        }
+    }
 }

@@ -103,6 +103,17 @@ pub struct StoreStats {
     pub pointers: u64,
 }
 
+/// Connection-pool occupancy, for the metrics gauge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections currently open (idle plus in use).
+    pub open: u32,
+    /// Open connections not checked out.
+    pub idle: u32,
+    /// The configured maximum.
+    pub max: u32,
+}
+
 /// The storage interface used by the server. Object-safe: the server holds `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -139,6 +150,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Close the pool, flushing what the backend buffers.
     async fn close(&self);
+
+    /// Pool occupancy if the backend has a pool (summed over its pools). Cheap: no I/O.
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
 }
 
 /// Options shared by both backends.

@@ -290,6 +290,14 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        Some(super::PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

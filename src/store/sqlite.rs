@@ -329,6 +329,16 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        let idle = |p: &SqlitePool| u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+        let max = |p: &SqlitePool| p.options().get_max_connections();
+        Some(super::PoolUsage {
+            open: self.writer.size().saturating_add(self.reader.size()),
+            idle: idle(&self.writer).saturating_add(idle(&self.reader)),
+            max: max(&self.writer).saturating_add(max(&self.reader)),
+        })
+    }
+
     async fn close(&self) {
         // Readers first, then the writer, so the last connection to close checkpoints the WAL.
         self.reader.close().await;

@@ -18,6 +18,10 @@ use super::pg::PgTestDb;
 pub struct TestServer {
     pub url: String,
     pub addr: SocketAddr,
+    /// The metrics listener (always bound, on port 0).
+    pub metrics_addr: SocketAddr,
+    /// The onion (PROXY protocol) listener, when `onion_proxy.listen` was set.
+    pub onion_addr: Option<SocketAddr>,
     token: CancellationToken,
     handle: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
     dir: tempfile::TempDir,
@@ -51,15 +55,35 @@ impl Drop for TestServer {
     }
 }
 
+/// Rate limits high enough that functional tests never meet them (tests of the limits
+/// set their own), as `MEGATORRENT_*` variables for the daemon.
+pub const RELAXED_LIMITS_ENV: &[(&str, &str)] = &[
+    ("MEGATORRENT_LIMITS__READ_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_LIMITS__WRITE_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_LIMITS__GLOBAL_WRITE_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_LIMITS__KEY_WRITE_QUOTA", "1000000r/s"),
+];
+
+/// The default config with [`RELAXED_LIMITS_ENV`]'s quotas.
+pub fn test_config() -> Config {
+    let mut cfg = Config::default();
+    let q = "1000000r/s".parse().unwrap();
+    cfg.limits.read_quota = q;
+    cfg.limits.write_quota = q;
+    cfg.limits.global_write_quota = q;
+    cfg.limits.key_write_quota = q;
+    cfg
+}
+
 /// A server on a fresh SQLite file.
 pub async fn start_sqlite() -> TestServer {
-    start_with(Config::default(), None).await
+    start_with(test_config(), None).await
 }
 
 /// A server on a fresh PostgreSQL database.
 pub async fn start_pg() -> TestServer {
     let pg = PgTestDb::create().await;
-    let mut cfg = Config::default();
+    let mut cfg = test_config();
     cfg.database.url = pg.url.clone();
     start_with(cfg, Some(pg)).await
 }
@@ -73,15 +97,25 @@ pub async fn start_with(mut config: Config, pg: Option<PgTestDb>) -> TestServer 
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let onion = match config.onion_proxy.listen {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        None => None,
+    };
+    let onion_addr = onion.as_ref().map(|l| l.local_addr().unwrap());
     let token = CancellationToken::new();
-    let handle = tokio::spawn(server::run(
-        config,
-        Listeners { http: listener },
-        token.clone(),
-    ));
+    let listeners = Listeners {
+        http: listener,
+        metrics: Some(metrics),
+        onion,
+    };
+    let handle = tokio::spawn(server::run(config, listeners, token.clone()));
     let server = TestServer {
         url: format!("http://{addr}"),
         addr,
+        metrics_addr,
+        onion_addr,
         token,
         handle: Some(handle),
         dir,
@@ -113,6 +147,8 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub url: String,
+    /// The metrics listener (also on port 0).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Path of the built server binary.
@@ -122,12 +158,22 @@ pub fn daemon_bin() -> PathBuf {
 
 /// Start `megatorrentd` with `database_url`, in `cwd`, and wait until it serves.
 pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
-    let mut child = Command::new(daemon_bin())
-        .current_dir(cwd)
+    spawn_daemon_with(database_url, cwd, RELAXED_LIMITS_ENV).await
+}
+
+/// Like [`spawn_daemon`] with extra environment variables (applied last).
+pub async fn spawn_daemon_with(database_url: &str, cwd: &Path, env: &[(&str, &str)]) -> Daemon {
+    let mut cmd = Command::new(daemon_bin());
+    cmd.current_dir(cwd)
         .env("MEGATORRENT_HTTP__LISTEN", "127.0.0.1:0")
+        .env("MEGATORRENT_METRICS__LISTEN", "127.0.0.1:0")
         .env("MEGATORRENT_DATABASE__URL", database_url)
         .env("MEGATORRENT_LOG__LEVEL", "info")
-        .env_remove("RUST_LOG")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -136,8 +182,13 @@ pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
         .expect("spawn megatorrentd");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut metrics_addr = None;
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("metrics on http://").nth(1) {
+                let addr = rest.split('/').next().unwrap();
+                metrics_addr = Some(addr.parse::<SocketAddr>().unwrap());
+            }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
                 return addr.parse::<SocketAddr>().unwrap();
@@ -154,5 +205,6 @@ pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
         child,
         addr,
         url: format!("http://{addr}"),
+        metrics_addr,
     }
 }

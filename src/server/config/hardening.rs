@@ -1,0 +1,129 @@
+//! Config sections and rules for metrics, rate limits, proof-of-work and connection limits.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::Config;
+use crate::server::quota::Quota;
+
+/// `[metrics]`: the private Prometheus listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all. Default true.
+    pub enabled: bool,
+    /// Address of the metrics listener (keep it private). Default `127.0.0.1:9100`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+        }
+    }
+}
+
+/// `[onion_proxy]`: an optional listener for a Tor daemon's `HiddenServicePort` with
+/// `HiddenServiceExportCircuitID haproxy`. Every connection must start with a PROXY v1
+/// header; the Tor circuit id becomes the rate-limit key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnionProxyConfig {
+    /// Address to listen on (e.g. `127.0.0.1:6970`). Default: unset (no onion listener).
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[pow]`: proof-of-work admission for writes (`PUT /v1/manifests/…`, `POST /announce`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PowConfig {
+    /// Require stamps when the difficulty is above zero. Default false.
+    pub enabled: bool,
+    /// Difficulty (leading zero bits) when idle; 0 means no stamp at rest. Default 0.
+    pub min_difficulty: u8,
+    /// The ceiling the difficulty can rise to (≤ 32). Default 24.
+    pub max_difficulty: u8,
+    /// Write rate (all clients) above which the difficulty rises. Default `"50r/s"`.
+    pub threshold: Quota,
+    /// Bits added each time a window's writes pass the threshold. Default 2.
+    pub step_bits: u8,
+    /// Length of a measuring window in seconds; each quiet window lowers the difficulty by
+    /// one bit. Default 10.
+    pub window_secs: u64,
+    /// How often the server nonce changes, in seconds (current and previous are accepted).
+    /// Default 300.
+    pub nonce_rotate_secs: u64,
+}
+
+impl Default for PowConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_difficulty: 0,
+            max_difficulty: 24,
+            threshold: Quota::new(nonzero(50), crate::server::quota::Per::Second),
+            step_bits: 2,
+            window_secs: 10,
+            nonce_rotate_secs: 300,
+        }
+    }
+}
+
+/// A non-zero count for the built-in default quotas (`n` is never 0 at the call sites).
+pub(super) fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
+/// Check the hardening keys; push one message per violation.
+pub(super) fn validate(cfg: &Config, errs: &mut Vec<String>) {
+    let h = &cfg.http;
+    if !(1..=3600).contains(&h.header_read_timeout_secs) {
+        errs.push("http.header_read_timeout_secs must be in 1..=3600".into());
+    }
+    if !(8192..=1_048_576).contains(&h.max_header_bytes) {
+        errs.push("http.max_header_bytes must be in 8192..=1048576".into());
+    }
+    if !(1..=1_000_000).contains(&h.max_connections) {
+        errs.push("http.max_connections must be in 1..=1000000".into());
+    }
+    if h.shutdown_delay_secs > 300 {
+        errs.push("http.shutdown_delay_secs must be at most 300".into());
+    }
+    if cfg.limits.max_tracked_clients < 16 {
+        errs.push("limits.max_tracked_clients must be at least 16".into());
+    }
+    if cfg.metrics.enabled && cfg.metrics.listen == h.listen && h.listen.port() != 0 {
+        errs.push("metrics.listen must differ from http.listen".into());
+    }
+    let p = &cfg.pow;
+    if p.max_difficulty > 32 || p.min_difficulty > p.max_difficulty {
+        errs.push("pow: need min_difficulty <= max_difficulty <= 32".into());
+    }
+    if p.step_bits == 0 || p.step_bits > 16 {
+        errs.push("pow.step_bits must be in 1..=16".into());
+    }
+    if !(1..=3600).contains(&p.window_secs) {
+        errs.push("pow.window_secs must be in 1..=3600".into());
+    }
+    if !(10..=86_400).contains(&p.nonce_rotate_secs) {
+        errs.push("pow.nonce_rotate_secs must be in 10..=86400".into());
+    }
+}
+
+impl Config {
+    /// The rate limits derived from `[limits]`.
+    #[must_use]
+    pub fn rate_limits(&self) -> crate::server::rate_limit::RateLimits {
+        let l = &self.limits;
+        crate::server::rate_limit::RateLimits {
+            read: l.read_quota,
+            write: l.write_quota,
+            global_write: l.global_write_quota,
+            key_write: l.key_write_quota,
+            max_tracked_clients: l.max_tracked_clients,
+        }
+    }
+}

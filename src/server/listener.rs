@@ -1,0 +1,151 @@
+//! The accept loops of the public and onion listeners.
+//!
+//! Each accepted connection takes a permit from a semaphore of `http.max_connections`; when
+//! none is left the connection is closed at once (and counted) instead of queueing. hyper's
+//! HTTP/1.1 server reads the request head under `http.header_read_timeout_secs` — counted
+//! from when the connection opens or goes idle, so a slowloris client or an idle keep-alive
+//! connection is cut off — and refuses heads over `http.max_header_bytes` with `431`.
+//! Upgrades (WebSocket) are supported. On the onion listener every connection must first
+//! send a PROXY v1 header (within the same timeout); its Tor circuit id is attached to each
+//! request as a [`CircuitId`] extension.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use super::metrics::{ListenerKind, Metrics, RejectReason};
+use super::proxy_protocol;
+use super::rate_limit::CircuitId;
+
+/// How connections are told to stop: `drain` asks each to finish its current request and
+/// close; `kill` (after the grace period) drops them. `tracker` lets shutdown wait for them.
+#[derive(Clone)]
+pub(super) struct Lifecycle {
+    pub(super) stop_accepting: CancellationToken,
+    pub(super) drain: CancellationToken,
+    pub(super) kill: CancellationToken,
+    pub(super) tracker: TaskTracker,
+}
+
+/// Per-connection settings shared by the accept loops.
+#[derive(Clone)]
+pub(super) struct ConnSettings {
+    pub(super) header_read_timeout: Duration,
+    pub(super) max_header_bytes: usize,
+    pub(super) max_connections: usize,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// Accept on `listener` until `life.stop_accepting` is cancelled; connections run on
+/// `life.tracker` and obey its drain and kill tokens.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    kind: ListenerKind,
+    router: Router,
+    settings: ConnSettings,
+    life: Lifecycle,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = life.stop_accepting.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, listener = kind.as_str(), "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            settings
+                .metrics
+                .connection_rejected(kind, RejectReason::MaxConnections);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let guard = settings.metrics.connection_opened(kind);
+        let (router, settings, conn_life) = (router.clone(), settings.clone(), life.clone());
+        life.tracker.spawn(async move {
+            let _permit = permit;
+            let _guard = guard;
+            serve_connection(stream, peer, kind, router, &settings, &conn_life).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    router: Router,
+    settings: &ConnSettings,
+    life: &Lifecycle,
+) {
+    let mut circuit = None;
+    if kind == ListenerKind::Onion {
+        let header = tokio::time::timeout(
+            settings.header_read_timeout,
+            proxy_protocol::read_header(&mut stream),
+        )
+        .await;
+        match header {
+            Ok(Ok(h)) => circuit = h.tor_circuit_id().map(CircuitId),
+            Ok(Err(_)) | Err(_) => {
+                settings
+                    .metrics
+                    .connection_rejected(kind, RejectReason::ProxyHeader);
+                return;
+            }
+        }
+    }
+    let svc = router.map_request(move |mut req: axum::http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(c) = circuit {
+            req.extensions_mut().insert(c);
+        }
+        req
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        // hyper refuses buffers under 8 KiB; the config enforces that too.
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let finished = tokio::select! {
+        res = conn.as_mut() => Some(res),
+        () = life.drain.cancelled() => None,
+        () = life.kill.cancelled() => return,
+    };
+    let res = match finished {
+        Some(res) => res,
+        None => {
+            // Finish the request in flight (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                res = conn.as_mut() => res,
+                () = life.kill.cancelled() => return,
+            }
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
