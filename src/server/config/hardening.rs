@@ -127,3 +127,48 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::ConfigError;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn quotas_and_lists_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MEGATORRENT_LIMITS__READ_QUOTA", "5r/s");
+            jail.set_env(
+                "MEGATORRENT_HTTP__TRUSTED_PROXIES",
+                "[\"10.0.0.0/8\",\"::1/128\"]",
+            );
+            jail.set_env("MEGATORRENT_ONION_PROXY__LISTEN", "127.0.0.1:6970");
+            jail.set_env("MEGATORRENT_POW__ENABLED", "true");
+            let cfg = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.limits.read_quota.to_string(), "5r/s");
+            assert_eq!(cfg.http.trusted_proxies.len(), 2);
+            assert!(cfg.onion_proxy.listen.is_some());
+            assert!(cfg.pow.enabled);
+            jail.set_env("MEGATORRENT_LIMITS__WRITE_QUOTA", "lots");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("invalid quota"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn hardening_rules_are_checked() {
+        let mut cfg = Config::default();
+        cfg.http.max_header_bytes = 100;
+        cfg.http.header_read_timeout_secs = 0;
+        cfg.http.max_connections = 0;
+        cfg.pow.min_difficulty = 30;
+        cfg.pow.max_difficulty = 20;
+        cfg.pow.step_bits = 0;
+        cfg.metrics.listen = cfg.http.listen;
+        let Err(ConfigError::Invalid(errs)) = cfg.validate() else {
+            panic!("expected invalid");
+        };
+        assert_eq!(errs.len(), 6, "{errs:?}");
+    }
+}
