@@ -1,4 +1,5 @@
-//! The accept loops of the public and onion listeners.
+//! Serving: the accept loops of the public and onion listeners, the metrics listener, the
+//! housekeeping timer, and the shutdown sequence ([`serve_all`]).
 //!
 //! Each accepted connection takes a permit from a semaphore of `http.max_connections`; when
 //! none is left the connection is closed at once (and counted) instead of queueing. hyper's
@@ -9,6 +10,7 @@
 //! send a PROXY v1 header (within the same timeout); its Tor circuit id is attached to each
 //! request as a [`CircuitId`] extension.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,101 @@ use tower::ServiceExt;
 use super::metrics::{ListenerKind, Metrics, RejectReason};
 use super::proxy_protocol;
 use super::rate_limit::CircuitId;
+use super::{AppState, Listeners, ServerError};
+
+/// The body of [`super::serve`]: run every listener, then shut down in order.
+pub(super) async fn serve_all(
+    state: AppState,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let cfg = state.config().http.clone();
+    let addr = listeners.http.local_addr()?;
+    let settings = ConnSettings {
+        header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
+        max_header_bytes: cfg.max_header_bytes,
+        max_connections: cfg.max_connections,
+        metrics: Arc::clone(state.metrics()),
+    };
+    let life = Lifecycle {
+        stop_accepting: CancellationToken::new(),
+        drain: CancellationToken::new(),
+        kill: CancellationToken::new(),
+        tracker: tokio_util::task::TaskTracker::new(),
+    };
+    let stop_accepting = life.stop_accepting.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    let router = super::app(state.clone());
+    let accept = |l, kind| accept_loop(l, kind, router.clone(), settings.clone(), life.clone());
+    tasks.spawn(accept(listeners.http, ListenerKind::Http));
+    if let Some(onion) = listeners.onion {
+        tracing::info!("onion listener (PROXY protocol) on {}", onion.local_addr()?);
+        tasks.spawn(accept(onion, ListenerKind::Onion));
+    }
+    if let Some(m) = listeners.metrics {
+        tracing::info!("metrics on http://{}/metrics", m.local_addr()?);
+        let stop = stop_accepting.clone();
+        let server = axum::serve(m, super::metrics::metrics_app(state.clone()))
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        tasks.spawn(async move {
+            if let Err(e) = server.into_future().await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    tasks.spawn(housekeeping(state.clone(), stop_accepting.clone()));
+    tracing::info!(
+        backend = state.store().backend(),
+        "listening on http://{addr}"
+    );
+
+    shutdown.cancelled().await;
+    state.set_not_ready();
+    let delay = Duration::from_secs(cfg.shutdown_delay_secs);
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "shutting down: not ready, still serving"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    tracing::info!(
+        grace_secs = cfg.shutdown_grace_secs,
+        "shutting down: draining requests"
+    );
+    stop_accepting.cancel();
+    life.drain.cancel();
+    life.tracker.close();
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    if tokio::time::timeout(grace, life.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; dropping remaining connections");
+        life.kill.cancel();
+        life.tracker.wait().await;
+    }
+    while tasks.join_next().await.is_some() {}
+    state.store().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Periodic upkeep until `stop`: prune idle rate-limiter entries, recount identities.
+async fn housekeeping(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(super::rate_limit::PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        state.rate_limiter().prune();
+        if let Err(e) = super::admission::refresh_identities(&state).await {
+            tracing::warn!(error = %e, "cannot count identities");
+        }
+    }
+}
 
 /// How connections are told to stop: `drain` asks each to finish its current request and
 /// close; `kill` (after the grace period) drops them. `tracker` lets shutdown wait for them.

@@ -3,7 +3,6 @@
 //! Shared state is one cheap-to-clone [`AppState`] handle. No lock is held across an
 //! `.await`; shutdown is a [`CancellationToken`].
 
-use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,91 +232,5 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let cfg = state.config().http.clone();
-    let addr = listeners.http.local_addr()?;
-    let settings = listener::ConnSettings {
-        header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs),
-        max_header_bytes: cfg.max_header_bytes,
-        max_connections: cfg.max_connections,
-        metrics: Arc::clone(state.metrics()),
-    };
-    let life = listener::Lifecycle {
-        stop_accepting: CancellationToken::new(),
-        drain: CancellationToken::new(),
-        kill: CancellationToken::new(),
-        tracker: tokio_util::task::TaskTracker::new(),
-    };
-    let stop_accepting = life.stop_accepting.clone();
-    let mut tasks = tokio::task::JoinSet::new();
-    let router = app(state.clone());
-    let accept =
-        |l, kind| listener::accept_loop(l, kind, router.clone(), settings.clone(), life.clone());
-    tasks.spawn(accept(listeners.http, metrics::ListenerKind::Http));
-    if let Some(onion) = listeners.onion {
-        tracing::info!("onion listener (PROXY protocol) on {}", onion.local_addr()?);
-        tasks.spawn(accept(onion, metrics::ListenerKind::Onion));
-    }
-    if let Some(m) = listeners.metrics {
-        tracing::info!("metrics on http://{}/metrics", m.local_addr()?);
-        let stop = stop_accepting.clone();
-        let server = axum::serve(m, metrics::metrics_app(state.clone()))
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        tasks.spawn(async move {
-            if let Err(e) = server.into_future().await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
-    }
-    tasks.spawn(housekeeping(state.clone(), stop_accepting.clone()));
-    tracing::info!(
-        backend = state.store().backend(),
-        "listening on http://{addr}"
-    );
-
-    shutdown.cancelled().await;
-    state.set_not_ready();
-    let delay = Duration::from_secs(cfg.shutdown_delay_secs);
-    if !delay.is_zero() {
-        tracing::info!(
-            delay_secs = delay.as_secs(),
-            "shutting down: not ready, still serving"
-        );
-        tokio::time::sleep(delay).await;
-    }
-    tracing::info!(
-        grace_secs = cfg.shutdown_grace_secs,
-        "shutting down: draining requests"
-    );
-    stop_accepting.cancel();
-    life.drain.cancel();
-    life.tracker.close();
-    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-    if tokio::time::timeout(grace, life.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; dropping remaining connections");
-        life.kill.cancel();
-        life.tracker.wait().await;
-    }
-    while tasks.join_next().await.is_some() {}
-    state.store().close().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Periodic upkeep until `stop`: prune idle rate-limiter entries, recount identities.
-async fn housekeeping(state: AppState, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(rate_limit::PRUNE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        state.rate_limiter().prune();
-        if let Err(e) = admission::refresh_identities(&state).await {
-            tracing::warn!(error = %e, "cannot count identities");
-        }
-    }
+    listener::serve_all(state, listeners, shutdown).await
 }
