@@ -8,7 +8,8 @@ use megatorrent::proto::{Manifest, ManifestLimits};
 fuzz_target!(|data: &[u8]| {
     let limits = ManifestLimits::default();
     if let Ok(m) = Manifest::verify(data, &limits) {
-        let again = Manifest::verify(m.canonical_bytes(), &limits).expect("canonical form verifies");
+        let again =
+            Manifest::verify(m.canonical_bytes(), &limits).expect("canonical form verifies");
         assert_eq!(again, m);
     }
 });
