@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use megatorrent::server::{self, config::LogFormat, Config, Listeners};
 use tokio_util::sync::CancellationToken;
@@ -41,27 +40,11 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-files limit");
     }
-    let listeners = Listeners {
-        http: bind(config.http.listen).await?,
-        metrics: match config.metrics.enabled {
-            true => Some(bind(config.metrics.listen).await?),
-            false => None,
-        },
-        onion: match config.onion_proxy.listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        },
-    };
+    let listeners = Listeners::bind(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     server::run(config, listeners, shutdown).await?;
     Ok(())
-}
-
-async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 fn init_tracing(config: &Config) {

@@ -32,6 +32,31 @@ use super::proxy_protocol;
 use super::rate_limit::CircuitId;
 use super::{AppState, Listeners, ServerError};
 
+impl Listeners {
+    /// Bind every listener `config` asks for: `http.listen`, `metrics.listen` (if enabled)
+    /// and `onion_proxy.listen` (if set).
+    pub async fn bind(config: &super::Config) -> Result<Self, ServerError> {
+        async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        }
+        let metrics = match config.metrics.enabled {
+            true => Some(bind(config.metrics.listen).await?),
+            false => None,
+        };
+        let onion = match config.onion_proxy.listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            http: bind(config.http.listen).await?,
+            metrics,
+            onion,
+        })
+    }
+}
+
 /// The body of [`super::serve`]: run every listener, then shut down in order.
 pub(super) async fn serve_all(
     state: AppState,

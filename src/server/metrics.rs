@@ -573,6 +573,35 @@ mod tests {
     }
 
     #[test]
+    fn publishes_are_recognised_and_classified() {
+        assert_eq!(
+            publish_kind("/v1/manifests/{key}", &Method::PUT),
+            Some(PublishKind::Manifest)
+        );
+        assert_eq!(
+            publish_kind("/announce", &Method::POST),
+            Some(PublishKind::Pointer)
+        );
+        assert_eq!(publish_kind("/v1/manifests/{key}", &Method::GET), None);
+        assert_eq!(publish_kind("/announce", &Method::GET), None);
+        for (status, result) in [
+            (StatusCode::CONFLICT, PublishResult::Conflict),
+            (StatusCode::PAYLOAD_TOO_LARGE, PublishResult::TooLarge),
+            (StatusCode::TOO_MANY_REQUESTS, PublishResult::RateLimited),
+            (
+                StatusCode::PRECONDITION_REQUIRED,
+                PublishResult::PowRequired,
+            ),
+            (StatusCode::INSUFFICIENT_STORAGE, PublishResult::StoreFull),
+            (StatusCode::FORBIDDEN, PublishResult::Invalid),
+            (StatusCode::REQUEST_TIMEOUT, PublishResult::Invalid),
+            (StatusCode::SERVICE_UNAVAILABLE, PublishResult::Error),
+        ] {
+            assert_eq!(publish_result_of(status), result, "{status}");
+        }
+    }
+
+    #[test]
     fn status_classes() {
         assert_eq!(status_class(StatusCode::OK), "2xx");
         assert_eq!(status_class(StatusCode::TOO_MANY_REQUESTS), "4xx");

@@ -198,6 +198,15 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
+    /// A configured address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Open the store named in `config`.
