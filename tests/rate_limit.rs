@@ -173,6 +173,11 @@ async fn onion_clients_are_keyed_by_tor_circuit() {
     assert_eq!(onion_get(onion, &circuit(0x1_0001)).await, Some(200));
     assert_eq!(onion_get(onion, &circuit(0x1_0001)).await, Some(429));
     assert_eq!(onion_get(onion, &circuit(0x2_0002)).await, Some(200));
+    // A non-Tor PROXY sender (HAProxy) keys clients by the source address it reports.
+    let tcp4 = |ip: &str| format!("PROXY TCP4 {ip} 192.0.2.200 40000 80\r\n");
+    assert_eq!(onion_get(onion, &tcp4("192.0.2.1")).await, Some(200));
+    assert_eq!(onion_get(onion, &tcp4("192.0.2.1")).await, Some(429));
+    assert_eq!(onion_get(onion, &tcp4("192.0.2.2")).await, Some(200));
     // No PROXY header (or a bad one): closed without an answer, and counted.
     assert_eq!(onion_get(onion, "").await, None);
     assert_eq!(onion_get(onion, "PROXY TCP9 x\r\n").await, None);

@@ -8,7 +8,8 @@
 //! connection is cut off — and refuses heads over `http.max_header_bytes` with `431`.
 //! Upgrades (WebSocket) are supported. On the onion listener every connection must first
 //! send a PROXY v1 header (within the same timeout); its Tor circuit id is attached to each
-//! request as a [`CircuitId`] extension.
+//! request as a [`CircuitId`] extension (a non-Tor `TCP4`/`TCP6` header's source address
+//! becomes the connection's address instead; `UNKNOWN` keeps the real peer).
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::metrics::{ListenerKind, Metrics, RejectReason};
-use super::proxy_protocol;
+use super::proxy_protocol::{self, ProxyHeader};
 use super::rate_limit::CircuitId;
 use super::{AppState, Listeners, ServerError};
 
@@ -220,6 +221,7 @@ async fn serve_connection(
     life: &Lifecycle,
 ) {
     let mut circuit = None;
+    let mut peer = peer;
     if kind == ListenerKind::Onion {
         let header = tokio::time::timeout(
             settings.header_read_timeout,
@@ -227,7 +229,13 @@ async fn serve_connection(
         )
         .await;
         match header {
-            Ok(Ok(h)) => circuit = h.tor_circuit_id().map(CircuitId),
+            Ok(Ok(h)) => {
+                circuit = h.tor_circuit_id().map(CircuitId);
+                // Another PROXY sender (e.g. HAProxy) tells us the real client address.
+                if let (None, ProxyHeader::Tcp { source, .. }) = (circuit, h) {
+                    peer = source;
+                }
+            }
             Ok(Err(_)) | Err(_) => {
                 settings
                     .metrics
