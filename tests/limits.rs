@@ -81,7 +81,18 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout() {
 async fn connection_cap_and_oversized_heads() {
     let mut cfg = test_config();
     cfg.http.max_connections = 4;
+    // Held keep-alive connections must not time out while the test runs.
+    cfg.http.header_read_timeout_secs = 600;
     let server = start_with(cfg, None).await;
+    // The readiness probes' connections must be gone before we count.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while open_gauge(server.metrics_addr).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "probe connections linger"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Hold the cap with idle connections, each accepted before the next is opened.
     let mut held = Vec::new();
     for _ in 0..4 {
