@@ -200,7 +200,9 @@ async fn sigterm_turns_readiness_off_then_drains_in_flight_requests() {
     // Readiness fails first, while the listener still answers.
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let r = request(d.addr, "GET", "/readyz", &[], b"").await.unwrap();
+            let r = request(d.addr, "GET", "/readyz", &[], b"")
+                .await
+                .expect("the listener closed before readiness was seen failing");
             if r.status == 503 {
                 break;
             }
