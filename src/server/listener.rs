@@ -42,6 +42,7 @@ impl Listeners {
                 .await
                 .map_err(|source| ServerError::Bind { addr, source })
         }
+        let http = bind(config.http.listen).await?;
         let metrics = match config.metrics.enabled {
             true => Some(bind(config.metrics.listen).await?),
             false => None,
@@ -51,7 +52,7 @@ impl Listeners {
             None => None,
         };
         Ok(Self {
-            http: bind(config.http.listen).await?,
+            http,
             metrics,
             onion,
         })
