@@ -134,7 +134,7 @@ pub async fn bootstrap(
             let pct = (status.as_frac() * 100.0).round() as u32;
             if last != Some(pct) {
                 last = Some(pct);
-                progress(&format!("tor: bootstrap {pct}%: {status}"));
+                progress(&format!("tor: bootstrap {status}"));
             }
             if status.ready_for_traffic() {
                 break;

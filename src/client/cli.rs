@@ -13,7 +13,8 @@ use super::api::{ApiError, PutResult, SignalingClient};
 use super::display::{printable, render_manifest};
 use super::http::{BaseUrl, HttpClient, UrlError};
 use super::identity::{Home, IdentityError};
-use crate::net::Connector;
+use super::network::NetArgs;
+use crate::net::NetError;
 use crate::proto::{Collection, HexError, ManifestError, PublicKey, UnsignedManifest};
 
 /// The server used when neither `--server` nor `MEGATORRENT_SERVER` is given.
@@ -54,6 +55,10 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub timeout: u64,
+
+    /// Network mode: direct, a SOCKS5 proxy, or embedded Tor.
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// What to do.
     #[command(subcommand)]
@@ -111,6 +116,9 @@ pub enum CliError {
     /// Bad `--server`.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The proxy or embedded Tor client is unusable (nothing was sent directly instead).
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// Talking to the server failed.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -153,6 +161,7 @@ pub enum CliError {
 /// Run one command, writing its result to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
     let home = Home::resolve(cli.home.clone())?;
+    cli.net.preflight(Duration::from_secs(cli.timeout)).await?;
     match &cli.command {
         Command::Keygen { force } => {
             let id = home.create_identity(*force)?;
@@ -172,13 +181,14 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             replace,
             items,
         } => {
-            let client = signaling(&cli)?;
+            let client = signaling(&cli, &home).await?;
             let seq = publish(&home, &client, title, items, *replace).await?;
             emit(out, format!("{seq}\n").as_bytes())
         }
         Command::Lookup { pubkey, json } => {
             let key = parse_key(pubkey)?;
-            let fetched = signaling(&cli)?
+            let fetched = signaling(&cli, &home)
+                .await?
                 .fetch_manifest(&key)
                 .await?
                 .ok_or(CliError::NoManifest(key))?;
@@ -194,12 +204,11 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
 }
 
 /// Build the signaling client from the global flags.
-fn signaling(cli: &Cli) -> Result<SignalingClient, CliError> {
+async fn signaling(cli: &Cli, home: &Home) -> Result<SignalingClient, CliError> {
     let timeout = Duration::from_secs(cli.timeout);
-    let connector =
-        Connector::direct().with_connect_timeout(timeout.min(Connector::DEFAULT_CONNECT_TIMEOUT));
-    let http =
-        HttpClient::new(connector, BaseUrl::parse(&cli.server)?).with_request_timeout(timeout);
+    let base = BaseUrl::parse(&cli.server)?;
+    let connector = cli.net.connector(home.dir(), timeout).await?;
+    let http = HttpClient::new(connector, base).with_request_timeout(timeout);
     Ok(SignalingClient::new(http))
 }
 
@@ -372,6 +381,7 @@ fn emit(out: &mut (dyn Write + Send), bytes: &[u8]) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::Connector;
     use clap::CommandFactory;
 
     #[test]

@@ -185,6 +185,8 @@ pub struct HttpClient {
 impl HttpClient {
     /// Default limit for a whole request (connect, send, receive).
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a finished exchange may take to close its connection cleanly.
+    const CLOSE_GRACE: Duration = Duration::from_secs(2);
     /// Default response body cap: 4 MiB.
     pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -265,7 +267,7 @@ impl HttpClient {
             .await
             .map_err(HttpError::Protocol)?;
         // The connection future drives the socket; it ends with the exchange (or on drop).
-        let driver = AbortOnDrop(tokio::spawn(async move {
+        let mut driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
         let resp = sender
@@ -292,7 +294,10 @@ impl HttpClient {
                 body.extend_from_slice(data);
             }
         }
-        drop(driver);
+        // Let the connection end cleanly (hyper shuts the stream down, which a Tor stream
+        // turns into END/DONE) rather than aborting it; bounded in case the server lingers.
+        drop(sender);
+        let _ = tokio::time::timeout(Self::CLOSE_GRACE, &mut driver.0).await;
         Ok(HttpResponse {
             status: parts.status,
             headers: parts.headers,

@@ -124,7 +124,7 @@ pub enum NetError {
         after: Duration,
     },
     /// The proxy could not be reached.
-    #[error("proxy {proxy} is unreachable")]
+    #[error("proxy unreachable: {proxy}")]
     ProxyUnreachable {
         /// The proxy's address.
         proxy: String,
