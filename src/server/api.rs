@@ -102,7 +102,7 @@ fn etag_matches(header_value: &str, etag: &str) -> bool {
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let cfg = state.config();
     let backend = state.store().backend();
-    Json(json!({
+    let mut body = json!({
         "software": "megatorrentd",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": 1,
@@ -116,7 +116,11 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
             "maxClockSkewSecs": cfg.limits.max_clock_skew_secs,
             "requestTimeoutSecs": cfg.http.request_timeout_secs,
         },
-    }))
+    });
+    if let Some(onion) = state.onion_address() {
+        body["onion"] = json!(onion);
+    }
+    Json(body)
 }
 
 /// `GET /healthz`: the process is alive.

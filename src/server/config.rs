@@ -28,6 +28,41 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The embedded onion service (feature `onion-server`).
+    pub onion: OnionConfig,
+}
+
+/// `[onion]`: host the server as a Tor onion service through embedded arti (no Tor daemon).
+/// Needs a `megatorrentd` built with the `onion-server` feature (the default build has it;
+/// the server-only build does not). See docs/tor.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnionConfig {
+    /// Serve the app as an onion service too. Default false.
+    pub enabled: bool,
+    /// Directory for arti's state (including the service's identity key, which keeps the
+    /// `.onion` address stable) and cache. Relative to the working directory, like the
+    /// default SQLite file. Default `onion`.
+    pub key_dir: PathBuf,
+    /// The onion service's virtual port (`http://<addr>.onion:<port>`). Default 80.
+    pub port: u16,
+    /// arti configuration file (TOML, arti's format) to join another Tor network, e.g. a
+    /// private test network. Default: unset (the public Tor network).
+    pub tor_config: Option<PathBuf>,
+    /// How long Tor may take to bootstrap at start-up, in seconds. Default 120.
+    pub bootstrap_timeout_secs: u64,
+}
+
+impl Default for OnionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            key_dir: PathBuf::from("onion"),
+            port: 80,
+            tor_config: None,
+            bootstrap_timeout_secs: 120,
+        }
+    }
 }
 
 /// `[http]`: the public listener.
@@ -234,6 +269,18 @@ impl Config {
             .any(|p| d.url.starts_with(p));
         if !scheme_ok {
             errs.push("database.url must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        let o = &self.onion;
+        if o.enabled && !cfg!(feature = "onion-server") {
+            errs.push(
+                "onion.enabled needs megatorrentd built with the onion-server feature".into(),
+            );
+        }
+        if o.port == 0 {
+            errs.push("onion.port must not be 0".into());
+        }
+        if !(1..=3600).contains(&o.bootstrap_timeout_secs) {
+            errs.push("onion.bootstrap_timeout_secs must be in 1..=3600".into());
         }
         if self.log.level.trim().is_empty() {
             errs.push("log.level must not be empty".into());

@@ -6,7 +6,7 @@
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -23,6 +23,8 @@ mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "onion-server")]
+pub mod onion;
 mod pointer;
 
 pub use config::Config;
@@ -39,6 +41,8 @@ struct Inner {
     manifest_limits: ManifestLimits,
     /// False once shutdown has begun, so readiness probes drain traffic first.
     ready: AtomicBool,
+    /// `<56 chars>.onion` once the embedded onion service is up.
+    onion: OnceLock<String>,
 }
 
 impl AppState {
@@ -52,6 +56,7 @@ impl AppState {
                 config,
                 manifest_limits,
                 ready: AtomicBool::new(true),
+                onion: OnceLock::new(),
             }),
         }
     }
@@ -84,6 +89,17 @@ impl AppState {
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Relaxed)
+    }
+
+    /// The embedded onion service's address (`….onion`), once it is running.
+    #[must_use]
+    pub fn onion_address(&self) -> Option<&str> {
+        self.inner.onion.get().map(String::as_str)
+    }
+
+    /// Record the onion service's address (first call wins).
+    pub fn set_onion_address(&self, addr: String) {
+        let _ = self.inner.onion.set(addr);
     }
 
     fn set_not_ready(&self) {
@@ -128,6 +144,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server I/O error")]
     Io(#[from] std::io::Error),
+    /// The embedded onion service could not start (`onion.enabled = true`).
+    #[error("cannot start the onion service")]
+    Onion(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Open the store named in `config`.
@@ -164,6 +183,11 @@ pub async fn serve(
         backend = state.store().backend(),
         "listening on http://{addr}"
     );
+    #[cfg(feature = "onion-server")]
+    let _onion = match state.config().onion.enabled {
+        true => Some(onion::start(state.clone(), shutdown.clone()).await?),
+        false => None,
+    };
     let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let drain = CancellationToken::new();
     let drain_signal = drain.clone();
