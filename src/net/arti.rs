@@ -107,3 +107,73 @@ impl ArtiConn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Connector;
+
+    fn opts(dir: &std::path::Path, config: Option<PathBuf>, secs: u64) -> ArtiOptions {
+        ArtiOptions {
+            dir: dir.join("arti"),
+            config_file: config,
+            bootstrap_timeout: Duration::from_secs(secs),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_config_file_is_a_bootstrap_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope.toml");
+        let err = Connector::tor(&opts(tmp.path(), Some(missing), 5), |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), NetErrorKind::TorBootstrap);
+
+        let bad = tmp.path().join("bad.toml");
+        std::fs::write(&bad, "[tor_network\nnot toml").unwrap();
+        let err = Connector::tor(&opts(tmp.path(), Some(bad), 5), |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), NetErrorKind::TorBootstrap);
+    }
+
+    /// A network whose only directory cache is a closed port never bootstraps: the attempt
+    /// ends with `Timeout` (and progress was reported meanwhile), nothing else is dialled.
+    #[tokio::test]
+    async fn unreachable_network_times_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = tmp.path().join("arti.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[tor_network.authorities]\nv3idents = [\"{a}\"]\n\
+                 [[tor_network.fallback_caches]]\nrsa_identity = \"{a}\"\n\
+                 ed_identity = \"uYW16EtTEc/CEQ3a7JN+RR74IPOsTDContyqegn96is\"\n\
+                 orports = [\"127.0.0.1:{closed}\"]\n",
+                a = "B9CEBB538C313AB2E7688D00D07DF927CD39237C"
+            ),
+        )
+        .unwrap();
+        let lines = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = lines.clone();
+        let err = Connector::tor(&opts(tmp.path(), Some(config), 2), move |l| {
+            seen.lock().unwrap().push(l.to_owned());
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), NetErrorKind::Timeout, "{err:?}");
+        assert!(matches!(err, NetError::TorBootstrapTimeout { .. }));
+        assert!(tmp.path().join("arti/state").is_dir());
+        assert!(tmp.path().join("arti/cache").is_dir());
+        assert!(lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("tor: bootstrap")));
+    }
+}
