@@ -24,11 +24,14 @@ pub struct ArtiOptions {
     pub bootstrap_timeout: Duration,
 }
 
+/// (isolation key, lowercased host, port): what one isolation token stands for.
+type IsolationKey = (Option<String>, String, u16);
+
 /// A bootstrapped Tor client plus one isolation token per (isolation key, destination).
 pub(crate) struct ArtiConn {
     client: Arc<TorClient<PreferredRuntime>>,
     /// Held only to look up or insert a token; never across an `.await`.
-    tokens: Mutex<HashMap<(Option<String>, String, u16), IsolationToken>>,
+    tokens: Mutex<HashMap<IsolationKey, IsolationToken>>,
 }
 
 impl ArtiConn {
