@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 /// Whether we can build namespaces (root, `ip`, `iptables`).
 pub fn available() -> Result<(), String> {
-    // SAFETY-free check of the effective uid via `id -u`.
+    // The effective uid, without unsafe code (`id -u`).
     let uid = Command::new("id")
         .arg("-u")
         .output()
@@ -71,6 +71,7 @@ impl Netns {
         let host_ip = format!("10.200.{octet}.1");
         let ns_ip = format!("10.200.{octet}.2");
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         run(&["ip", "netns", "add", &name]);
         let mut ns = Netns {
             name: name.clone(),
