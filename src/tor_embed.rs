@@ -150,14 +150,23 @@ pub async fn bootstrap(
     }
 }
 
-/// A Tor [`DataStream`] that is always ended cleanly.
+/// A Tor [`DataStream`] that is always flushed before it ends, and can leave the closing to
+/// the peer.
 ///
-/// Dropping a bare `DataStream` ends it with reason `MISC`, which the peer reports as an
-/// error rather than end-of-file. This wrapper flushes and closes it (reason `DONE`) on
-/// `shutdown`, and on drop hands an unclosed stream to a task that does the same.
+/// A `DataStream` buffers up to a cell of written data; dropping it unflushed loses that
+/// tail. This wrapper flushes on `shutdown` and, when dropped unclosed, hands the stream to a
+/// task that flushes and closes it.
+///
+/// arti 0.47 ends every stream it closes — by drop or by `shutdown` — with an `END` cell of
+/// reason `MISC` (there is no public way to send `DONE`), which an arti peer reports as an
+/// error rather than end-of-file. A server therefore uses [`CleanStream::lingering`] and
+/// [`CleanStream::close_after_peer`]: `shutdown` then only flushes, and the stream is
+/// closed once the peer has closed its side (or a grace period passed), so a client that
+/// reads a framed response and hangs up never sees our `END` at all.
 pub struct CleanStream {
     inner: Option<DataStream>,
     closed: bool,
+    linger: bool,
 }
 
 impl CleanStream {
@@ -167,7 +176,37 @@ impl CleanStream {
         Self {
             inner: Some(stream),
             closed: false,
+            linger: false,
         }
+    }
+
+    /// Wrap a stream whose `shutdown` only flushes; close it with
+    /// [`CleanStream::close_after_peer`].
+    #[must_use]
+    pub fn lingering(stream: DataStream) -> Self {
+        Self {
+            inner: Some(stream),
+            closed: false,
+            linger: true,
+        }
+    }
+
+    /// Flush, wait (at most `grace`) for the peer to end the stream, discarding anything it
+    /// still sends, then close.
+    pub async fn close_after_peer(&mut self, grace: Duration) {
+        use tokio::io::AsyncReadExt;
+        let _ = self.flush().await;
+        let drain = async {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = self.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, drain).await;
+        self.linger = false;
+        let _ = self.shutdown().await;
     }
 
     fn stream(&mut self) -> io::Result<Pin<&mut DataStream>> {
@@ -214,6 +253,12 @@ impl AsyncWrite for CleanStream {
         let this = self.get_mut();
         if this.closed {
             return Poll::Ready(Ok(()));
+        }
+        if this.linger {
+            return match this.stream() {
+                Ok(s) => s.poll_flush(cx),
+                Err(e) => Poll::Ready(Err(e)),
+            };
         }
         let res = match this.stream() {
             Ok(s) => s.poll_shutdown(cx),

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use common::netns::{self, Netns};
 use common::tor::{require, tor_installed, wait_http_through, TorNet};
 use megatorrent::client::http::{BaseUrl, HttpClient};
-use megatorrent::net::{Connector, ProxyUrl};
+use megatorrent::net::{ArtiOptions, Connector, ProxyUrl, TargetAddr};
 use megatorrent::proto::{Manifest, ManifestLimits};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 const M1: &str = "magnet:?xt=urn:btih:1111111111111111111111111111111111111111&dn=one";
@@ -292,6 +292,51 @@ async fn embedded_onion_server(net: &TorNet) {
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
     assert_eq!(info["onion"], onion.as_str());
+
+    // Through arti: a framed response arrives whole, and the service leaves the closing to
+    // us (arti can only end a stream with reason MISC, which an arti client reads as an
+    // error, so the service must not hang up first).
+    let arti_dir = tempfile::tempdir().unwrap();
+    let opts = ArtiOptions {
+        dir: arti_dir.path().join("arti"),
+        config_file: Some(net.arti_toml()),
+        bootstrap_timeout: Duration::from_secs(120),
+    };
+    let tor = Connector::tor(&opts, |_| {})
+        .await
+        .unwrap()
+        .with_connect_timeout(Duration::from_secs(60));
+    let mut stream = tor
+        .connect(&TargetAddr::new(&onion, 80).unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    stream.flush().await.unwrap(); // a Tor stream sends a partly filled cell only on flush
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !(raw.ends_with(b"\r\n\r\nok") || raw.ends_with(b"ok")) {
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .expect("no response")
+            .expect("the stream failed before the response was complete");
+        assert!(n > 0, "EOF before the response was complete");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // The service keeps the stream open for us to close: a read now waits (it neither ends
+    // nor fails while we watch).
+    let after = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+    assert!(
+        after.is_err(),
+        "the service ended the stream first: {after:?}"
+    );
+    stream.shutdown().await.unwrap();
+    drop(stream);
+    assert_eq!((tor.stats().tor, tor.stats().direct), (1, 0));
 
     // C tor client: publish; arti client: lookup.
     let home = tempfile::tempdir().unwrap();

@@ -29,7 +29,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use safelog::DisplayRedacted;
-use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tor_cell::relaycell::msg::{Connected, End, EndReason};
@@ -49,6 +48,9 @@ const NICKNAME: &str = "megatorrentd";
 
 /// How long reading one request's headers may take on an onion stream.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a finished stream waits for the client to hang up before we close it.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the onion service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +199,7 @@ async fn serve_stream(
             return;
         }
     };
-    let mut stream = CleanStream::new(stream);
+    let mut stream = CleanStream::lingering(stream);
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {
         req.extensions_mut().insert(circuit);
@@ -221,6 +223,7 @@ async fn serve_stream(
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
         }
     }
-    // End the Tor stream with DONE (not MISC).
-    let _ = stream.shutdown().await;
+    // Leave the closing to the client (arti can only end a stream with reason MISC, which
+    // an arti client would report as an error); close ourselves after a grace period.
+    stream.close_after_peer(CLOSE_GRACE).await;
 }
