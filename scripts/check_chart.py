@@ -54,10 +54,6 @@ SERVER_CONTAINER = "megatorrentd"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
-# Config sections the chart writes for listeners that other branches are adding to the
-# server. While the binary under test does not know a section yet, it is left out of the
-# --check-config run (and reported); once the binary has it, it is checked like the rest.
-PENDING_SECTIONS = {"udp", "metrics", "onion_proxy"}
 # Kinds from CRDs: kubernetes-validate has no schema, our assertions cover them.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 SAFE_VOLUME_SOURCES = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "projected", "downwardAPI"}
@@ -171,46 +167,23 @@ def container_port(c: dict, ref) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------
-# The megatorrentd binary: which config sections it knows, and --check-config.
+# The megatorrentd binary's --check-config.
 
 
 class Binary:
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.sections: set[str] = set()
-        if path is not None:
-            out = subprocess.run([str(path), "--print-config"], capture_output=True, text=True, check=True)
-            self.sections = set(tomllib.loads(out.stdout).keys())
 
     def check_config(self, toml_text: str, env: dict[str, str], fails: Failures, where: str) -> None:
         if self.path is None:
             fails.add("check-config", f"{where}: no megatorrentd binary given")
             return
         try:
-            cfg = tomllib.loads(toml_text)
+            tomllib.loads(toml_text)
         except tomllib.TOMLDecodeError as e:
             fails.add("check-config", f"{where}: the rendered TOML does not parse: {e}")
             return
-        pending = sorted(s for s in cfg if s not in self.sections and s in PENDING_SECTIONS)
-        env = dict(env)
-        for name in list(env):
-            m = re.match(r"^MEGATORRENT_([A-Z0-9_]+?)__", name)
-            if m and m.group(1).lower() not in self.sections and m.group(1).lower() in PENDING_SECTIONS:
-                pending.append(f"${name}")
-                del env[name]
-        if pending:
-            # Drop whole pending tables (header and the keys under it).
-            kept, skip = [], False
-            for line in toml_text.splitlines():
-                header = re.match(r"^\s*\[([^\]]+)\]\s*$", line)
-                if header:
-                    skip = header.group(1).split(".")[0] in pending
-                if not skip:
-                    kept.append(line)
-            text = "\n".join(kept) + "\n"
-            fails.info(f"  note: {where}: this megatorrentd has no {', '.join(pending)} yet; checked without")
-        else:
-            text = toml_text
+        text = toml_text
         with tempfile.TemporaryDirectory(prefix="mt-check-config.") as tmp:
             path = Path(tmp, "megatorrentd.toml")
             path.write_text(text)

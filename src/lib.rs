@@ -7,6 +7,8 @@
 //! * `server` — the `megatorrentd` HTTP/WebSocket server (feature `server`).
 //! * `net` — the one outgoing-connection [`Connector`](net::Connector) (feature `client`).
 //! * `client` — the `megatorrent` client library (feature `client`).
+//! * `tor_embed` — embedded Tor (arti) set-up shared by the client's `--tor` mode and the
+//!   server's onion service (features `tor` / `onion-server`).
 
 pub mod proto;
 
@@ -21,6 +23,9 @@ pub mod net;
 
 #[cfg(feature = "client")]
 pub mod client;
+
+#[cfg(feature = "arti")]
+pub mod tor_embed;
 
 /// Milliseconds since the Unix epoch, from the system clock.
 ///

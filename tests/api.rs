@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use ed25519_dalek::SigningKey;
 use megatorrent::proto::{Collection, Manifest, UnsignedManifest};
-use megatorrent::server::{app, AppState, Config};
+use megatorrent::server::{app, AppState};
 use megatorrent::store::{self, Store, StoreOptions};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -45,7 +45,7 @@ impl Env {
         pg: Option<common::pg::PgTestDb>,
     ) -> Self {
         let store = store::open(&url, &StoreOptions::default()).await.unwrap();
-        let mut cfg = Config::default();
+        let mut cfg = common::server::test_config();
         cfg.database.url = url;
         let router = app(AppState::new(store.clone(), cfg));
         Self {

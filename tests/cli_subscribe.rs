@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use megatorrent::proto::{Manifest, ManifestLimits};
-use megatorrent::server::{self, AppState, Config, Listeners};
+use megatorrent::server::{self, AppState, Listeners};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::Command;
@@ -27,7 +27,7 @@ struct Srv {
 }
 
 async fn start(db: &Path, addr: Option<SocketAddr>) -> Srv {
-    let mut cfg = Config::default();
+    let mut cfg = common::server::test_config();
     cfg.database.url = format!("sqlite://{}", db.display());
     let listener = match addr {
         None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -51,10 +51,7 @@ async fn start(db: &Path, addr: Option<SocketAddr>) -> Srv {
     let token = CancellationToken::new();
     let handle = tokio::spawn(server::serve(
         state.clone(),
-        Listeners {
-            http: listener,
-            udp: None,
-        },
+        Listeners::http_only(listener),
         token.clone(),
     ));
     common::server::wait_ready(addr).await;

@@ -19,7 +19,6 @@ use megatorrent::proto::udp::{
 };
 use megatorrent::proto::InfoHash;
 use megatorrent::server::tracker::{Outcome, Protocol};
-use megatorrent::server::Config;
 use tokio::net::UdpSocket;
 
 use common::server::{start_with, TestServer};
@@ -142,7 +141,7 @@ impl Client {
 }
 
 async fn server(private: bool) -> TestServer {
-    let mut cfg = Config::default();
+    let mut cfg = common::server::test_config();
     cfg.udp.workers = 1;
     cfg.tracker.private = private;
     start_with(cfg, None).await

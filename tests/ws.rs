@@ -12,7 +12,6 @@ use common::server::{start_sqlite, start_with, TestServer};
 use common::ws::{connect, manifest, publish, publish_frame, signing_key, WsClient};
 use futures_util::SinkExt;
 use megatorrent::proto::PublicKey;
-use megatorrent::server::Config;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -190,7 +189,7 @@ async fn a_thousand_subscribers_each_get_twenty_rapid_publishes_in_order() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_disconnected_and_counted() {
-    let mut cfg = Config::default();
+    let mut cfg = common::server::test_config();
     cfg.websocket.outbound_queue = 4;
     let server = start_with(cfg, None).await;
     let sk = signing_key(3);
@@ -316,7 +315,7 @@ async fn bad_input_gets_a_reason_and_other_sockets_are_unaffected() {
 
 #[tokio::test]
 async fn connection_limit_idle_timeout_and_shutdown_close_with_reasons() {
-    let mut cfg = Config::default();
+    let mut cfg = common::server::test_config();
     cfg.websocket.max_connections = 2;
     cfg.websocket.ping_interval_secs = 1;
     cfg.websocket.idle_timeout_secs = 2;

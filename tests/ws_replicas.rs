@@ -12,7 +12,6 @@ use common::pg::PgTestDb;
 use common::server::start_with;
 use common::ws::{connect, manifest, publish, signing_key, WsClient};
 use megatorrent::proto::PublicKey;
-use megatorrent::server::Config;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -46,7 +45,7 @@ async fn kill_listeners(db_url: &str, db_name: &str) -> u64 {
 async fn a_publish_on_one_replica_reaches_subscribers_on_another() {
     let pg = PgTestDb::create().await;
     let (url, name) = (pg.url.clone(), pg.name.clone());
-    let mut cfg = Config::default();
+    let mut cfg = common::server::test_config();
     cfg.database.url = url.clone();
     let a = start_with(cfg.clone(), Some(pg)).await;
     let b = start_with(cfg, None).await;

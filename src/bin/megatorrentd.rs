@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use megatorrent::server::{self, admin, process, Config, Listeners};
 use tokio_util::sync::CancellationToken;
@@ -44,19 +43,15 @@ async fn main() -> anyhow::Result<()> {
     }
     process::init_tracing(&config);
     tracing::info!(database = %server::config::redact_url(&config.database.url), "starting");
-    let http = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
-    let udp = if config.udp.enabled {
-        let socket = tokio::net::UdpSocket::bind(config.udp.listen).await;
-        Some(socket.with_context(|| format!("cannot listen on udp {}", config.udp.listen))?)
-    } else {
-        None
-    };
+    // Each client connection is a file descriptor: use the whole hard limit.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
+    let listeners = Listeners::bind(&config).await?;
     let state = server::open_state(config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(process::cancel_on_shutdown_signal(shutdown.clone()));
     tokio::spawn(process::reload_on_sighup(state.clone(), shutdown.clone()));
-    server::serve(state, Listeners { http, udp }, shutdown).await?;
+    server::serve(state, listeners, shutdown).await?;
     Ok(())
 }

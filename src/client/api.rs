@@ -4,13 +4,26 @@
 //! verified, and its `publicKey` compared with the key that was asked for.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::http::{HttpClient, HttpError, HttpResponse};
-use crate::proto::{Manifest, ManifestError, ManifestLimits, PublicKey};
+use crate::proto::{pow, Manifest, ManifestError, ManifestLimits, PublicKey};
+
+/// How many times a write is re-sent with a fresh proof-of-work stamp after a `428`.
+pub const MAX_POW_ATTEMPTS: u32 = 3;
+
+/// Highest proof-of-work difficulty the client agrees to solve (2^28 hashes on average,
+/// tens of seconds on a laptop).
+pub const MAX_POW_DIFFICULTY: u8 = 28;
+
+/// A progress note for the user (the CLI prints it on stderr).
+pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Longest server-provided text kept in an error (longer text is cut).
 const MAX_SERVER_TEXT: usize = 300;
@@ -74,6 +87,15 @@ pub enum ApiError {
         /// The key in the manifest.
         got: PublicKey,
     },
+    /// The server demands more proof-of-work than [`MAX_POW_DIFFICULTY`].
+    #[error("the server demands a proof-of-work of difficulty {difficulty}, over this client's limit of {MAX_POW_DIFFICULTY}")]
+    PowTooHard {
+        /// The difficulty demanded.
+        difficulty: u8,
+    },
+    /// `/v1/info` did not describe a usable proof-of-work challenge.
+    #[error("the server demands a proof-of-work but does not describe it in /v1/info")]
+    PowChallenge,
     /// A status this client does not expect for the call.
     #[error("unexpected response from the server: HTTP {status}")]
     Unexpected {
@@ -137,10 +159,20 @@ pub struct FetchedManifest {
 }
 
 /// A client for the signaling API of one server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SignalingClient {
     http: HttpClient,
     limits: ManifestLimits,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for SignalingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalingClient")
+            .field("http", &self.http)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SignalingClient {
@@ -153,7 +185,16 @@ impl SignalingClient {
             limits: ManifestLimits {
                 max_bytes: ManifestLimits::HARD_MAX_BYTES,
             },
+            progress: None,
         }
+    }
+
+    /// The same client, reporting slow steps (a proof-of-work taking over a second) to
+    /// `progress`.
+    #[must_use]
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// The underlying HTTP client.
@@ -196,21 +237,36 @@ impl SignalingClient {
         }))
     }
 
-    /// Publish `manifest` (its canonical bytes) under its own key.
+    /// Publish `manifest` (its canonical bytes) under its own key. When the server demands
+    /// a proof-of-work (`428`), the challenge is read from `/v1/info`, solved and the write
+    /// re-sent, up to [`MAX_POW_ATTEMPTS`] times.
     pub async fn put_manifest(&self, manifest: &Manifest) -> Result<PutResult, ApiError> {
-        let ct = (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let resp = self
-            .http
-            .request(
-                Method::PUT,
-                &manifest_path(manifest.public_key()),
-                &[ct],
-                Some(manifest.canonical_bytes().to_vec()),
-            )
-            .await?;
+        let body = manifest.canonical_bytes();
+        let mut stamp: Option<HeaderValue> = None;
+        let mut attempt = 0;
+        let resp = loop {
+            let mut headers = vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )];
+            if let Some(s) = &stamp {
+                headers.push((header::HeaderName::from_static(pow::HEADER), s.clone()));
+            }
+            let resp = self
+                .http
+                .request(
+                    Method::PUT,
+                    &manifest_path(manifest.public_key()),
+                    &headers,
+                    Some(body.to_vec()),
+                )
+                .await?;
+            if resp.status != StatusCode::PRECONDITION_REQUIRED || attempt >= MAX_POW_ATTEMPTS {
+                break resp;
+            }
+            attempt += 1;
+            stamp = Some(self.solve_pow(body).await?);
+        };
         #[derive(Deserialize)]
         struct Accepted {
             sequence: u64,
@@ -222,6 +278,81 @@ impl SignalingClient {
             StatusCode::OK => Ok(PutResult::Updated { sequence }),
             _ => Err(error_from(&resp)),
         }
+    }
+}
+
+/// The proof-of-work challenge advertised in `/v1/info`.
+#[derive(Debug, Deserialize)]
+struct PowChallenge {
+    difficulty: u8,
+    nonce: String,
+}
+
+impl SignalingClient {
+    /// Fetch the current challenge and solve it for `body`; returns the stamp header value.
+    async fn solve_pow(&self, body: &[u8]) -> Result<HeaderValue, ApiError> {
+        let resp = self
+            .http
+            .request(Method::GET, "/v1/info", &[], None)
+            .await?;
+        if resp.status != StatusCode::OK {
+            return Err(error_from(&resp));
+        }
+        #[derive(Deserialize)]
+        struct Info {
+            pow: PowChallenge,
+        }
+        let info: Info = serde_json::from_slice(&resp.body).map_err(|_| ApiError::PowChallenge)?;
+        let nonce = hex::decode(&info.pow.nonce).map_err(|_| ApiError::PowChallenge)?;
+        let difficulty = info.pow.difficulty;
+        if difficulty > MAX_POW_DIFFICULTY {
+            return Err(ApiError::PowTooHard { difficulty });
+        }
+        let digest = pow::body_digest(body);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _stop = CancelOnDrop(Arc::clone(&cancel));
+        let mut work = tokio::task::spawn_blocking(move || {
+            let mut start = rand::random::<u64>();
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return None;
+                }
+                if let Some(s) = pow::solve(&nonce, &digest, difficulty, start, 1 << 16) {
+                    return Some(s);
+                }
+                start = start.wrapping_add(1 << 16);
+            }
+        });
+        let slow = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(slow);
+        let mut noted = false;
+        let stamp = loop {
+            tokio::select! {
+                res = &mut work => break res.ok().flatten(),
+                () = &mut slow, if !noted => {
+                    noted = true;
+                    if let Some(p) = &self.progress {
+                        p(&format!("solving the server's proof-of-work (difficulty {difficulty})…"));
+                    }
+                }
+            }
+        };
+        let stamp = stamp.ok_or(ApiError::PowChallenge)?;
+        if noted {
+            if let Some(p) = &self.progress {
+                p("proof-of-work solved");
+            }
+        }
+        HeaderValue::from_str(&hex::encode(stamp)).map_err(|_| ApiError::PowChallenge)
+    }
+}
+
+/// Stops a proof-of-work search when the request is dropped (timeout, Ctrl-C).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -411,6 +542,65 @@ mod tests {
         assert_eq!(s.code, "http-429");
         assert_eq!(s.retry_after_secs, Some(7));
         assert_eq!(err.conflict(), None);
+    }
+
+    #[tokio::test]
+    async fn put_solves_a_demanded_proof_of_work() {
+        use crate::client::testutil::serve_many;
+        let m = signed(1, 2);
+        let nonce = "0f".repeat(pow::NONCE_BYTES);
+        let (url, requests) = serve_many(vec![
+            json_response(
+                "428 Precondition Required",
+                r#"{"error":"pow-required","message":"x","difficulty":6}"#,
+            ),
+            json_response(
+                "200 OK",
+                &format!(r#"{{"pow":{{"difficulty":6,"nonce":"{nonce}"}}}}"#),
+            ),
+            json_response("201 Created", r#"{"sequence":2}"#),
+        ])
+        .await;
+        let notes = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = Arc::clone(&notes);
+        let c = client(&url)
+            .with_progress(Arc::new(move |s: &str| sink.lock().unwrap().push(s.into())));
+        assert_eq!(
+            c.put_manifest(&m).await.unwrap(),
+            PutResult::Created { sequence: 2 }
+        );
+        let sent = String::from_utf8_lossy(&requests.await.unwrap()).to_string();
+        assert!(sent.contains("GET /v1/info"), "{sent}");
+        let stamp = sent
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-megatorrent-pow: ")
+                    .map(str::to_owned)
+            })
+            .unwrap();
+        let stamp = pow::parse_stamp(&stamp).unwrap();
+        let digest = pow::body_digest(m.canonical_bytes());
+        assert!(pow::meets(
+            &hex::decode(&nonce).unwrap(),
+            &digest,
+            &stamp,
+            6
+        ));
+
+        let (url, _) = serve_many(vec![
+            json_response("428 Precondition Required", r#"{"error":"pow-required"}"#),
+            json_response(
+                "200 OK",
+                &format!(r#"{{"pow":{{"difficulty":40,"nonce":"{nonce}"}}}}"#),
+            ),
+        ])
+        .await;
+        let err = client(&url).put_manifest(&m).await.unwrap_err();
+        assert!(
+            matches!(err, ApiError::PowTooHard { difficulty: 40 }),
+            "{err:?}"
+        );
     }
 
     #[test]

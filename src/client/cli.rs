@@ -13,8 +13,9 @@ use super::api::{ApiError, PutResult, SignalingClient};
 use super::display::{printable, render_manifest};
 use super::http::{BaseUrl, HttpClient, UrlError};
 use super::identity::{Home, IdentityError};
+use super::network::NetArgs;
 use super::subscribe::{self as live, LiveError, SubscribeOptions, WsPublish};
-use crate::net::Connector;
+use crate::net::{Connector, NetError};
 use crate::proto::{Collection, HexError, ManifestError, PublicKey, UnsignedManifest};
 
 /// The server used when neither `--server` nor `MEGATORRENT_SERVER` is given.
@@ -55,6 +56,10 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub timeout: u64,
+
+    /// Network mode: direct, a SOCKS5 proxy, or embedded Tor.
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// What to do.
     #[command(subcommand)]
@@ -115,6 +120,24 @@ pub enum Command {
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
         max_time: Option<u64>,
     },
+    /// Sign a message, share it as a torrent, add it to your feed and seed it
+    ///
+    /// Writes msg-<short>.json under --home, makes its single-file torrent (our tracker in
+    /// its announce list), adds the magnet to the `messages` collection of your manifest,
+    /// publishes it with the next sequence and prints the magnet. Then seeds until
+    /// interrupted, or with --detach returns once a background `megatorrent seed` runs.
+    #[cfg(feature = "torrent")]
+    Share(super::feed::ShareArgs),
+    /// Download, verify and print a feed's messages, oldest first
+    ///
+    /// Looks up the manifest of PUBKEY, downloads every message torrent not fetched yet
+    /// (peers come only from our tracker), checks each signature and that PUBKEY signed it.
+    /// A message that fails is reported on stderr and never printed.
+    #[cfg(feature = "torrent")]
+    Find(super::feed::FindArgs),
+    /// Seed your messages and every fetched feed until interrupted
+    #[cfg(feature = "torrent")]
+    Seed(super::seeder::SeedArgs),
     /// Fetch a manifest, verify its signature and show it
     Lookup {
         /// The publisher's public key (64 hex characters)
@@ -135,6 +158,9 @@ pub enum CliError {
     /// Bad `--server`.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The proxy or embedded Tor client is unusable (nothing was sent directly instead).
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// Talking to the server failed.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -172,6 +198,10 @@ pub enum CliError {
     /// A WebSocket operation failed.
     #[error(transparent)]
     Live(#[from] LiveError),
+    /// A message/feed command failed.
+    #[cfg(feature = "torrent")]
+    #[error(transparent)]
+    Feed(#[from] super::feed::FeedError),
     /// Writing the result failed.
     #[error("cannot write output")]
     Output(#[source] io::Error),
@@ -180,6 +210,7 @@ pub enum CliError {
 /// Run one command, writing its result to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError> {
     let home = Home::resolve(cli.home.clone())?;
+    cli.net.preflight(Duration::from_secs(cli.timeout)).await?;
     match &cli.command {
         Command::Keygen { force } => {
             let id = home.create_identity(*force)?;
@@ -203,7 +234,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             let seq = if *ws {
                 publish_ws(&cli, &home, title, items, *replace).await?
             } else {
-                let client = signaling(&cli)?;
+                let client = signaling(&cli, &home).await?;
                 publish(&home, &client, title, items, *replace).await?
             };
             emit(out, format!("{seq}\n").as_bytes())
@@ -225,13 +256,22 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
                 max_time: max_time.map(Duration::from_secs),
                 request_timeout: Duration::from_secs(cli.timeout),
             };
-            let (connector, base) = connector_and_base(&cli)?;
+            let (connector, base) = connector_and_base(&cli, &home).await?;
             live::subscribe(&connector, &base, &opts, out).await?;
             Ok(())
         }
+        #[cfg(feature = "torrent")]
+        Command::Share(args) => super::feed::share(&cli, &home, args, out).await,
+        #[cfg(feature = "torrent")]
+        Command::Find(args) => super::feed::find(&cli, &home, args, out).await,
+        #[cfg(feature = "torrent")]
+        Command::Seed(args) => {
+            super::seeder::run(&cli, &home, args.listen, !args.own_only, out).await
+        }
         Command::Lookup { pubkey, json } => {
             let key = parse_key(pubkey)?;
-            let fetched = signaling(&cli)?
+            let fetched = signaling(&cli, &home)
+                .await?
                 .fetch_manifest(&key)
                 .await?
                 .ok_or(CliError::NoManifest(key))?;
@@ -247,19 +287,22 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
 }
 
 /// Build the signaling client from the global flags.
-fn signaling(cli: &Cli) -> Result<SignalingClient, CliError> {
-    let (connector, base) = connector_and_base(cli)?;
+pub(crate) async fn signaling(cli: &Cli, home: &Home) -> Result<SignalingClient, CliError> {
+    let (connector, base) = connector_and_base(cli, home).await?;
     let http =
         HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
-    Ok(SignalingClient::new(http))
+    Ok(SignalingClient::new(http).with_progress(std::sync::Arc::new(note)))
 }
 
-/// The connector and server URL from the global flags.
-fn connector_and_base(cli: &Cli) -> Result<(Connector, BaseUrl), CliError> {
+/// The connector (direct, SOCKS5 or embedded Tor, from the network flags) and server URL.
+pub(crate) async fn connector_and_base(
+    cli: &Cli,
+    home: &Home,
+) -> Result<(Connector, BaseUrl), CliError> {
     let timeout = Duration::from_secs(cli.timeout);
-    let connector =
-        Connector::direct().with_connect_timeout(timeout.min(Connector::DEFAULT_CONNECT_TIMEOUT));
-    Ok((connector, BaseUrl::parse(&cli.server)?))
+    let base = BaseUrl::parse(&cli.server)?;
+    let connector = cli.net.connector(home.dir(), timeout).await?;
+    Ok((connector, base))
 }
 
 /// Check `publish` arguments, warning about items that are not magnet links.
@@ -290,7 +333,7 @@ async fn publish_ws(
     warn_loose_permissions(home);
     let pk = id.public_key();
     let mut state = home.load_state()?;
-    let (connector, base) = connector_and_base(cli)?;
+    let (connector, base) = connector_and_base(cli, home).await?;
     let timeout = Duration::from_secs(cli.timeout);
     let (mut conn, mut current) = live::open_for_publish(&connector, &base, &pk, timeout).await?;
     let mut conflict_floor = 0u64;
@@ -332,7 +375,7 @@ async fn publish_ws(
 }
 
 /// The `publish` command; returns the published sequence.
-async fn publish(
+pub(crate) async fn publish(
     home: &Home,
     client: &SignalingClient,
     title: &str,
@@ -447,7 +490,7 @@ fn check_item(item: &str) -> Result<(), CliError> {
 }
 
 /// Parse a user-given public key (hex of either case) and check it is a valid point.
-fn parse_key(input: &str) -> Result<PublicKey, CliError> {
+pub(crate) fn parse_key(input: &str) -> Result<PublicKey, CliError> {
     let bad = |source| CliError::BadKey {
         input: shorten(input),
         source,
@@ -478,11 +521,11 @@ fn warn_loose_permissions(home: &Home) {
 }
 
 /// A progress note or warning on stderr (never the result, never a secret).
-fn note(msg: &str) {
+pub(crate) fn note(msg: &str) {
     let _ = writeln!(io::stderr(), "{}", printable(msg));
 }
 
-fn emit(out: &mut (dyn Write + Send), bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn emit(out: &mut (dyn Write + Send), bytes: &[u8]) -> Result<(), CliError> {
     out.write_all(bytes)
         .and_then(|()| out.flush())
         .map_err(CliError::Output)
@@ -491,6 +534,7 @@ fn emit(out: &mut (dyn Write + Send), bytes: &[u8]) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::Connector;
     use clap::CommandFactory;
 
     #[test]

@@ -139,9 +139,16 @@ impl fmt::Debug for BaseUrl {
 /// Why an HTTP request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// The connection could not be opened.
-    #[error("cannot reach the server")]
-    Connect(#[source] NetError),
+    /// The connection could not be opened. In the direct mode the message names the server
+    /// (nothing to hide there); through a proxy or Tor it does not.
+    #[error("cannot reach the server{}", server.as_ref().map(|s| format!(" {s}")).unwrap_or_default())]
+    Connect {
+        /// The base URL, in the direct mode only.
+        server: Option<String>,
+        /// Why.
+        #[source]
+        source: NetError,
+    },
     /// The request could not be built (a bad path or header).
     #[error("could not build the request")]
     Request(#[source] hyper::http::Error),
@@ -185,6 +192,8 @@ pub struct HttpClient {
 impl HttpClient {
     /// Default limit for a whole request (connect, send, receive).
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a finished exchange may take to close its connection cleanly.
+    const CLOSE_GRACE: Duration = Duration::from_secs(2);
     /// Default response body cap: 4 MiB.
     pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -260,12 +269,15 @@ impl HttpClient {
             .connector
             .connect(&self.base.target)
             .await
-            .map_err(HttpError::Connect)?;
+            .map_err(|source| HttpError::Connect {
+                server: (!self.connector.is_proxied()).then(|| self.base.to_string()),
+                source,
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(HttpError::Protocol)?;
         // The connection future drives the socket; it ends with the exchange (or on drop).
-        let driver = AbortOnDrop(tokio::spawn(async move {
+        let mut driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
         let resp = sender
@@ -292,7 +304,10 @@ impl HttpClient {
                 body.extend_from_slice(data);
             }
         }
-        drop(driver);
+        // Let the connection end cleanly (hyper shuts the stream down, which a Tor stream
+        // turns into END/DONE) rather than aborting it; bounded in case the server lingers.
+        drop(sender);
+        let _ = tokio::time::timeout(Self::CLOSE_GRACE, &mut driver.0).await;
         Ok(HttpResponse {
             status: parts.status,
             headers: parts.headers,
@@ -431,9 +446,35 @@ mod tests {
             .await
             .unwrap_err();
         match err {
-            HttpError::Connect(e) => assert_eq!(e.kind(), NetErrorKind::ConnectFailed),
+            HttpError::Connect { source, server } => {
+                assert_eq!(source.kind(), NetErrorKind::ConnectFailed);
+                assert_eq!(server.as_deref(), Some(url.as_str()));
+            }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn proxied_errors_do_not_name_the_server() {
+        let proxy =
+            crate::net::ProxyUrl::parse(&format!("socks5h://127.0.0.1:{}", closed_port())).unwrap();
+        let base = BaseUrl::parse("http://secret-name.example:8080").unwrap();
+        let err = HttpClient::new(Connector::socks5(proxy), base)
+            .request(Method::GET, "/", &[], None)
+            .await
+            .unwrap_err();
+        let mut chain = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            chain.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert!(
+            chain.starts_with("cannot reach the server: proxy unreachable"),
+            "{chain}"
+        );
+        assert!(!chain.contains("secret-name"), "{chain}");
+        assert!(!format!("{err:?}").contains("secret-name"), "{err:?}");
     }
 
     #[tokio::test]

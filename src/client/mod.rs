@@ -6,14 +6,27 @@
 //! * [`display`] — terminal rendering of manifests.
 //! * [`ws`] — a WebSocket to the server over the connector (strictly parsed frames).
 //! * [`subscribe`] — following keys live and publishing over the WebSocket.
+//! * [`network`] — the `--proxy` / `--tor` / `--i2p-proxy` flags and the connector they pick.
+//! * [`announce`], [`torrent`], [`feed`], [`seeder`] — messages as torrents (feature
+//!   `torrent`): our tracker client, the librqbit wrapper, `share`/`find`, and `seed`.
 //! * [`cli`] — the `megatorrent` command line.
 
+#[cfg(feature = "torrent")]
+pub mod announce;
 pub mod api;
 pub mod cli;
 pub mod display;
+#[cfg(feature = "torrent")]
+pub mod feed;
 pub mod http;
 pub mod identity;
+pub mod mail;
+pub mod network;
+#[cfg(feature = "torrent")]
+pub mod seeder;
 pub mod subscribe;
+#[cfg(feature = "torrent")]
+pub mod torrent;
 pub mod ws;
 
 #[cfg(test)]

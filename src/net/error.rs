@@ -3,6 +3,11 @@
 use std::io;
 use std::time::Duration;
 
+use super::Sensitive;
+
+/// A boxed error cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A coarse, stable classification of [`NetError`]s.
 ///
 /// Callers (and tests) match on kinds, never on messages. New kinds may be added as new
@@ -24,11 +29,13 @@ pub enum NetErrorKind {
     ProxyUnreachable,
     /// The proxy was reached but refused or failed the request.
     ProxyFailed,
+    /// The embedded Tor client could not be configured or did not bootstrap.
+    TorBootstrap,
 }
 
 impl NetErrorKind {
     /// Every kind, in a fixed order (for counters and exhaustive tests).
-    pub const ALL: [NetErrorKind; 7] = [
+    pub const ALL: [NetErrorKind; 8] = [
         NetErrorKind::InvalidTarget,
         NetErrorKind::ForbiddenTarget,
         NetErrorKind::ResolveFailed,
@@ -36,6 +43,7 @@ impl NetErrorKind {
         NetErrorKind::Timeout,
         NetErrorKind::ProxyUnreachable,
         NetErrorKind::ProxyFailed,
+        NetErrorKind::TorBootstrap,
     ];
 
     /// A short, stable, lowercase name (suitable as a metric label).
@@ -49,6 +57,7 @@ impl NetErrorKind {
             NetErrorKind::Timeout => "timeout",
             NetErrorKind::ProxyUnreachable => "proxy-unreachable",
             NetErrorKind::ProxyFailed => "proxy-failed",
+            NetErrorKind::TorBootstrap => "tor-bootstrap",
         }
     }
 
@@ -62,14 +71,16 @@ impl NetErrorKind {
             NetErrorKind::Timeout => 4,
             NetErrorKind::ProxyUnreachable => 5,
             NetErrorKind::ProxyFailed => 6,
+            NetErrorKind::TorBootstrap => 7,
         }
     }
 }
 
 /// Why an outgoing connection could not be made.
 ///
-/// Messages name the target (it is the user's own terminal) but never include a cause's text;
-/// the cause is kept as the error's `source`.
+/// Dial targets are [`Sensitive`]: messages show `[scrubbed]` in their place (the same error
+/// may end up in a log). A cause's text is never part of the message; the cause is kept as
+/// the error's `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The target address is malformed.
@@ -82,7 +93,7 @@ pub enum NetError {
     #[error("refusing to connect to {target}: {reason}")]
     ForbiddenTarget {
         /// The target, as `host:port`.
-        target: String,
+        target: Sensitive<String>,
         /// Why.
         reason: &'static str,
     },
@@ -90,7 +101,7 @@ pub enum NetError {
     #[error("could not resolve {host}")]
     Resolve {
         /// The host name.
-        host: String,
+        host: Sensitive<String>,
         /// The resolver's error.
         #[source]
         source: io::Error,
@@ -99,7 +110,7 @@ pub enum NetError {
     #[error("could not connect to {target}")]
     Connect {
         /// The target, as `host:port`.
-        target: String,
+        target: Sensitive<String>,
         /// The last socket error.
         #[source]
         source: io::Error,
@@ -108,12 +119,12 @@ pub enum NetError {
     #[error("timed out after {}s connecting to {target}", after.as_secs_f32())]
     Timeout {
         /// The target, as `host:port`.
-        target: String,
+        target: Sensitive<String>,
         /// The timeout that expired.
         after: Duration,
     },
     /// The proxy could not be reached.
-    #[error("proxy {proxy} is unreachable")]
+    #[error("proxy unreachable: {proxy}")]
     ProxyUnreachable {
         /// The proxy's address.
         proxy: String,
@@ -125,10 +136,36 @@ pub enum NetError {
     #[error("proxy failed to connect to {target}")]
     ProxyFailed {
         /// The target, as `host:port`.
-        target: String,
+        target: Sensitive<String>,
         /// The proxy's error.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
+    },
+    /// The embedded Tor client could not open the stream.
+    #[error("Tor could not connect to {target}")]
+    Tor {
+        /// The target, as `host:port`.
+        target: Sensitive<String>,
+        /// The coarse kind (`ConnectFailed`, `Timeout` or `ForbiddenTarget`).
+        kind: NetErrorKind,
+        /// arti's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The embedded Tor client could not be configured or started.
+    #[error("embedded Tor client: {what}")]
+    TorBootstrap {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// The embedded Tor client did not finish bootstrapping in time.
+    #[error("embedded Tor client did not bootstrap within {}s", after.as_secs())]
+    TorBootstrapTimeout {
+        /// The timeout that expired.
+        after: Duration,
     },
 }
 
@@ -144,6 +181,9 @@ impl NetError {
             NetError::Timeout { .. } => NetErrorKind::Timeout,
             NetError::ProxyUnreachable { .. } => NetErrorKind::ProxyUnreachable,
             NetError::ProxyFailed { .. } => NetErrorKind::ProxyFailed,
+            NetError::Tor { kind, .. } => *kind,
+            NetError::TorBootstrap { .. } => NetErrorKind::TorBootstrap,
+            NetError::TorBootstrapTimeout { .. } => NetErrorKind::Timeout,
         }
     }
 }
@@ -158,5 +198,15 @@ mod tests {
             assert_eq!(k.index(), i);
             assert!(!k.as_str().is_empty());
         }
+    }
+
+    #[test]
+    fn targets_are_scrubbed_in_messages() {
+        let e = NetError::Connect {
+            target: Sensitive::new("secret.example:80".into()),
+            source: io::Error::other("x"),
+        };
+        assert_eq!(e.to_string(), "could not connect to [scrubbed]");
+        assert!(!format!("{e:?}").contains("secret"));
     }
 }

@@ -6,11 +6,28 @@
 //! proxied connector must be able to hand the *name* to the proxy, so nothing above this
 //! layer resolves names.
 //!
-//! Modes: today only [`ConnectorKind::Direct`] (plain TCP, local DNS; for tests and clearnet
-//! use). SOCKS5 (Tor/I2P with stream isolation) and embedded Tor (arti) slot in as further
-//! private modes behind the same `connect` call (DESIGN §5).
+//! Modes ([`ConnectorKind`]):
+//! * `Direct` — plain TCP, local DNS; for tests and clearnet use. Refuses `.onion`.
+//! * `Socks5` — every stream through one SOCKS5 proxy (Tor's `SocksPort`, i2pd), names sent
+//!   unresolved (ATYP 3), per-destination (and per isolation key) credentials for Tor stream
+//!   isolation. See [`ProxyUrl`].
+//! * `Tor` — embedded arti (feature `tor`), onion services allowed, one isolation token per
+//!   destination and key.
+//!
+//! In both proxied modes an IP-literal target is refused with `ForbiddenTarget` unless it is
+//! dialled through the visibly named [`Connector::connect_ip_literal_through_proxy`], and
+//! nothing ever falls back to a direct connection. An optional I2P proxy
+//! ([`Connector::with_i2p_proxy`]) carries `.i2p` names in any mode.
+//!
+//! The SOCKS bridge for the torrent engine is meant to sit on top of this type: it accepts
+//! a CONNECT, maps the placeholder back to a [`TargetAddr`] and calls
+//! [`Connector::connect`] (or [`Connector::isolated`] first, per torrent).
 
+#[cfg(feature = "tor")]
+mod arti;
 mod error;
+mod sensitive;
+mod socks;
 mod target;
 
 use std::fmt;
@@ -23,8 +40,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-pub use error::{NetError, NetErrorKind};
+#[cfg(feature = "tor")]
+pub use arti::ArtiOptions;
+pub use error::{BoxError, NetError, NetErrorKind};
+pub use sensitive::Sensitive;
+pub use socks::ProxyUrl;
 pub use target::{HostKind, TargetAddr, MAX_HOST_LEN};
+
+use socks::Credentials;
 
 /// A bidirectional byte stream a [`Connector`] hands out.
 ///
@@ -39,8 +62,12 @@ pub type BoxStream = Box<dyn AsyncStream>;
 /// Which mode a [`Connector`] dials in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnectorKind {
-    /// Plain TCP with local name resolution. Refuses `.onion` and `.i2p` names.
+    /// Plain TCP with local name resolution. Refuses `.onion` names.
     Direct,
+    /// Through a SOCKS5 proxy (Tor, I2P), names resolved by the proxy.
+    Socks5,
+    /// Through the embedded Tor client (arti).
+    Tor,
 }
 
 impl ConnectorKind {
@@ -49,14 +76,27 @@ impl ConnectorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectorKind::Direct => "direct",
+            ConnectorKind::Socks5 => "socks5",
+            ConnectorKind::Tor => "tor",
         }
     }
 }
 
-/// The private mode; later: `Socks5 { proxy, isolation }` and `Arti(TorClient)`.
-#[derive(Debug, Clone)]
+/// The private mode.
+#[derive(Clone)]
 enum Mode {
     Direct,
+    Socks5(ProxyUrl),
+    #[cfg(feature = "tor")]
+    Tor(Arc<arti::ArtiConn>),
+}
+
+/// Which way one attempt goes (after the target has been checked).
+enum Route<'a> {
+    Direct,
+    Socks(&'a ProxyUrl, Option<Credentials>),
+    #[cfg(feature = "tor")]
+    Tor(&'a arti::ArtiConn),
 }
 
 /// Attempt counters shared by every clone of one [`Connector`].
@@ -65,6 +105,9 @@ struct Counters {
     attempts: AtomicU64,
     succeeded: AtomicU64,
     failed: [AtomicU64; NetErrorKind::ALL.len()],
+    direct: AtomicU64,
+    socks: AtomicU64,
+    tor: AtomicU64,
 }
 
 /// A snapshot of a connector's attempt counters.
@@ -74,6 +117,12 @@ pub struct ConnectStats {
     pub attempts: u64,
     /// Attempts that produced a stream.
     pub succeeded: u64,
+    /// Attempts that went out as plain TCP to the target (name resolved locally).
+    pub direct: u64,
+    /// Attempts handed to a SOCKS5 proxy (Tor or I2P).
+    pub socks: u64,
+    /// Attempts handed to the embedded Tor client.
+    pub tor: u64,
     failed: [u64; NetErrorKind::ALL.len()],
 }
 
@@ -93,10 +142,14 @@ impl ConnectStats {
 
 /// The one way the client opens outgoing TCP streams.
 ///
-/// Cheap to clone; clones share their attempt counters.
+/// Cheap to clone; clones share their attempt counters (and, in the proxied modes, the
+/// secret stream-isolation credentials are derived from).
 #[derive(Clone)]
 pub struct Connector {
     mode: Mode,
+    i2p: Option<ProxyUrl>,
+    isolation: Option<Arc<str>>,
+    secret: Arc<[u8; 32]>,
     connect_timeout: Duration,
     counters: Arc<Counters>,
 }
@@ -105,6 +158,7 @@ impl fmt::Debug for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")
             .field("kind", &self.kind())
+            .field("i2p_proxy", &self.i2p)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
@@ -114,14 +168,49 @@ impl Connector {
     /// The default limit for establishing one connection (resolution included).
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// A direct (no proxy) connector with the default connect timeout.
-    #[must_use]
-    pub fn direct() -> Self {
+    fn with_mode(mode: Mode) -> Self {
         Self {
-            mode: Mode::Direct,
+            mode,
+            i2p: None,
+            isolation: None,
+            secret: Arc::new(rand::random()),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             counters: Arc::default(),
         }
+    }
+
+    /// A direct (no proxy) connector with the default connect timeout.
+    #[must_use]
+    pub fn direct() -> Self {
+        Self::with_mode(Mode::Direct)
+    }
+
+    /// A connector that sends every stream through the SOCKS5 proxy `proxy`, with
+    /// per-destination stream isolation. Call [`Connector::probe`] before use to fail fast
+    /// when the proxy is down.
+    #[must_use]
+    pub fn socks5(proxy: ProxyUrl) -> Self {
+        Self::with_mode(Mode::Socks5(proxy))
+    }
+
+    /// Start the embedded Tor client and return a connector that uses it. Bootstrap
+    /// progress goes to `progress`; `NetErrorKind::Timeout` if bootstrap takes longer than
+    /// `opts.bootstrap_timeout`, `NetErrorKind::TorBootstrap` for any other failure.
+    #[cfg(feature = "tor")]
+    pub async fn tor(
+        opts: &ArtiOptions,
+        progress: impl FnMut(&str) + Send + 'static,
+    ) -> Result<Self, NetError> {
+        let conn = arti::ArtiConn::start(opts, progress).await?;
+        Ok(Self::with_mode(Mode::Tor(Arc::new(conn))))
+    }
+
+    /// The same connector, sending `.i2p` names to the SOCKS5 proxy `proxy` (i2pd's SOCKS
+    /// port, usually 4447) whatever the main mode.
+    #[must_use]
+    pub fn with_i2p_proxy(mut self, proxy: ProxyUrl) -> Self {
+        self.i2p = Some(proxy);
+        self
     }
 
     /// The same connector with a different connect timeout.
@@ -131,18 +220,50 @@ impl Connector {
         self
     }
 
+    /// A clone whose streams are isolated under `key` (e.g. one feed or one torrent): in the
+    /// proxied modes they never share a Tor circuit with streams of another key, even to the
+    /// same destination. Shares the attempt counters.
+    #[must_use]
+    pub fn isolated(&self, key: &str) -> Self {
+        let mut c = self.clone();
+        c.isolation = Some(Arc::from(key));
+        c
+    }
+
     /// The mode this connector dials in.
     #[must_use]
     pub fn kind(&self) -> ConnectorKind {
         match self.mode {
             Mode::Direct => ConnectorKind::Direct,
+            Mode::Socks5(_) => ConnectorKind::Socks5,
+            #[cfg(feature = "tor")]
+            Mode::Tor(_) => ConnectorKind::Tor,
         }
+    }
+
+    /// Whether streams leave through a proxy or Tor (never directly).
+    #[must_use]
+    pub fn is_proxied(&self) -> bool {
+        self.kind() != ConnectorKind::Direct
     }
 
     /// The limit for establishing one connection.
     #[must_use]
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+
+    /// Check that the configured SOCKS5 proxies (main and I2P) answer. Proxied programs call
+    /// this once at start and refuse to run on `ProxyUnreachable`. A no-op for the direct
+    /// and embedded-Tor modes (the latter is checked by bootstrapping).
+    pub async fn probe(&self) -> Result<(), NetError> {
+        if let Mode::Socks5(proxy) = &self.mode {
+            proxy.probe(self.connect_timeout).await?;
+        }
+        if let Some(proxy) = &self.i2p {
+            proxy.probe(self.connect_timeout).await?;
+        }
+        Ok(())
     }
 
     /// A snapshot of the attempt counters (shared by all clones).
@@ -156,30 +277,103 @@ impl Connector {
         ConnectStats {
             attempts: c.attempts.load(Ordering::Relaxed),
             succeeded: c.succeeded.load(Ordering::Relaxed),
+            direct: c.direct.load(Ordering::Relaxed),
+            socks: c.socks.load(Ordering::Relaxed),
+            tor: c.tor.load(Ordering::Relaxed),
             failed,
         }
     }
 
     /// Open a stream to `target`, within the connect timeout.
+    ///
+    /// In the proxied modes an IP literal is refused (`ForbiddenTarget`); see
+    /// [`Connector::connect_ip_literal_through_proxy`].
     pub async fn connect(&self, target: &TargetAddr) -> Result<BoxStream, NetError> {
+        self.dial(target, false).await
+    }
+
+    /// Open a stream to `target` even if it is an IP literal and this connector is proxied.
+    ///
+    /// **Dangerous**: an IP address usually comes from a local lookup or a peer list, and
+    /// reveals more than a name; the proxy (a Tor exit) connects to it as given. Use only
+    /// where the address is known not to come from local DNS.
+    pub async fn connect_ip_literal_through_proxy(
+        &self,
+        target: &TargetAddr,
+    ) -> Result<BoxStream, NetError> {
+        self.dial(target, true).await
+    }
+
+    async fn dial(&self, target: &TargetAddr, allow_ip: bool) -> Result<BoxStream, NetError> {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-        let attempt = async {
-            match self.mode {
-                Mode::Direct => connect_direct(target).await,
+        let result = match self.route(target, allow_ip) {
+            Ok(route) => {
+                let counter = match &route {
+                    Route::Direct => &self.counters.direct,
+                    Route::Socks(..) => &self.counters.socks,
+                    #[cfg(feature = "tor")]
+                    Route::Tor(_) => &self.counters.tor,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let attempt = async {
+                    match route {
+                        Route::Direct => connect_direct(target).await,
+                        Route::Socks(proxy, creds) => proxy.connect(target, creds.as_ref()).await,
+                        #[cfg(feature = "tor")]
+                        Route::Tor(conn) => conn.connect(target, self.isolation.as_deref()).await,
+                    }
+                };
+                match tokio::time::timeout(self.connect_timeout, attempt).await {
+                    Ok(r) => r,
+                    Err(_elapsed) => Err(NetError::Timeout {
+                        target: Sensitive::new(target.to_string()),
+                        after: self.connect_timeout,
+                    }),
+                }
             }
-        };
-        let result = match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_elapsed) => Err(NetError::Timeout {
-                target: target.to_string(),
-                after: self.connect_timeout,
-            }),
+            Err(e) => Err(e),
         };
         match &result {
             Ok(_) => self.counters.succeeded.fetch_add(1, Ordering::Relaxed),
             Err(e) => self.counters.failed[e.kind().index()].fetch_add(1, Ordering::Relaxed),
         };
         result
+    }
+
+    /// Decide how `target` is dialled, or refuse it.
+    fn route(&self, target: &TargetAddr, allow_ip: bool) -> Result<Route<'_>, NetError> {
+        let forbidden = |reason| NetError::ForbiddenTarget {
+            target: Sensitive::new(target.to_string()),
+            reason,
+        };
+        let kind = target.kind();
+        if kind == HostKind::I2p {
+            if let Some(i2p) = &self.i2p {
+                return Ok(Route::Socks(i2p, None));
+            }
+        }
+        if matches!(kind, HostKind::Ip(_)) && self.is_proxied() && !allow_ip {
+            return Err(forbidden(
+                "an IP address through a proxy needs the explicit IP-literal path",
+            ));
+        }
+        match &self.mode {
+            Mode::Direct => match kind {
+                HostKind::Onion | HostKind::I2p => Err(forbidden(
+                    "onion and i2p names need a Tor or I2P connection, not a direct one",
+                )),
+                HostKind::Ip(_) | HostKind::Name => Ok(Route::Direct),
+            },
+            Mode::Socks5(proxy) => {
+                let creds = Credentials::derive(&self.secret, self.isolation.as_deref(), target);
+                Ok(Route::Socks(proxy, Some(creds)))
+            }
+            #[cfg(feature = "tor")]
+            Mode::Tor(conn) => match kind {
+                HostKind::I2p => Err(forbidden("i2p names need an I2P proxy (--i2p-proxy)")),
+                HostKind::Ip(_) | HostKind::Onion | HostKind::Name => Ok(Route::Tor(conn)),
+            },
+        }
     }
 }
 
@@ -189,21 +383,21 @@ async fn connect_direct(target: &TargetAddr) -> Result<BoxStream, NetError> {
         HostKind::Ip(ip) => vec![SocketAddr::new(ip, target.port())],
         HostKind::Onion | HostKind::I2p => {
             return Err(NetError::ForbiddenTarget {
-                target: target.to_string(),
+                target: Sensitive::new(target.to_string()),
                 reason: "onion and i2p names need a Tor or I2P connection, not a direct one",
             })
         }
         HostKind::Name => tokio::net::lookup_host((target.host(), target.port()))
             .await
             .map_err(|source| NetError::Resolve {
-                host: target.host().to_owned(),
+                host: Sensitive::new(target.host().to_owned()),
                 source,
             })?
             .collect(),
     };
     if addrs.is_empty() {
         return Err(NetError::Resolve {
-            host: target.host().to_owned(),
+            host: Sensitive::new(target.host().to_owned()),
             source: io::Error::new(io::ErrorKind::NotFound, "no addresses found"),
         });
     }
@@ -219,111 +413,11 @@ async fn connect_direct(target: &TargetAddr) -> Result<BoxStream, NetError> {
         }
     }
     Err(NetError::Connect {
-        target: target.to_string(),
+        target: Sensitive::new(target.to_string()),
         source: last_err
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses found")),
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn direct_connects_and_counts() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            s.write_all(b"hi").await.unwrap();
-        });
-        let c = Connector::direct();
-        let mut stream = c
-            .connect(&TargetAddr::new("127.0.0.1", port).unwrap())
-            .await
-            .unwrap();
-        let mut buf = [0u8; 2];
-        stream.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"hi");
-        server.await.unwrap();
-        let stats = c.clone().stats();
-        assert_eq!((stats.attempts, stats.succeeded), (1, 1));
-        assert_eq!(stats.failed_total(), 0);
-    }
-
-    #[tokio::test]
-    async fn closed_port_is_connect_failed() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let c = Connector::direct();
-        let err = c
-            .connect(&TargetAddr::new("127.0.0.1", port).unwrap())
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(err.kind(), NetErrorKind::ConnectFailed);
-        assert!(std::error::Error::source(&err).is_some());
-        assert_eq!(c.stats().failed(NetErrorKind::ConnectFailed), 1);
-    }
-
-    #[tokio::test]
-    async fn direct_refuses_onion_and_i2p() {
-        let c = Connector::direct();
-        for host in [format!("{}.onion", "a".repeat(56)), "x.i2p".to_owned()] {
-            let err = c
-                .connect(&TargetAddr::new(&host, 80).unwrap())
-                .await
-                .err()
-                .unwrap();
-            assert_eq!(err.kind(), NetErrorKind::ForbiddenTarget);
-        }
-        assert_eq!(c.stats().failed(NetErrorKind::ForbiddenTarget), 2);
-    }
-
-    #[tokio::test]
-    async fn unresolvable_name_is_resolve_failed() {
-        // `.invalid` is reserved (RFC 6761) and never resolves.
-        let c = Connector::direct().with_connect_timeout(Duration::from_secs(20));
-        let err = c
-            .connect(&TargetAddr::new("no-such-host.invalid", 80).unwrap())
-            .await
-            .err()
-            .unwrap();
-        assert!(
-            matches!(
-                err.kind(),
-                NetErrorKind::ResolveFailed | NetErrorKind::Timeout
-            ),
-            "{err:?}"
-        );
-    }
-
-    /// A listener whose accept queue is full drops further SYNs (Linux), so a connect to it
-    /// hangs until the connect timeout.
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn connect_times_out() {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let listener = socket.listen(0).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut fillers = Vec::new();
-        for _ in 0..4 {
-            let attempt = tokio::net::TcpStream::connect(addr);
-            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), attempt).await {
-                fillers.push(s);
-            }
-        }
-        let c = Connector::direct().with_connect_timeout(Duration::from_millis(300));
-        let err = c
-            .connect(&TargetAddr::new("127.0.0.1", addr.port()).unwrap())
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(err.kind(), NetErrorKind::Timeout);
-        assert_eq!(c.stats().failed(NetErrorKind::Timeout), 1);
-        drop((fillers, listener));
-    }
-}
+mod tests;

@@ -292,8 +292,9 @@ fn check_size(size: usize, limits: &ManifestLimits) -> Result<(), ManifestError>
     Ok(())
 }
 
-/// JCS bytes of an object built from strictly checked values.
-fn jcs(obj: &Map<String, Value>) -> Vec<u8> {
+/// JCS bytes of an object built from strictly checked values (also used by
+/// [`super::message`], which is signed the same way).
+pub(crate) fn jcs(obj: &Map<String, Value>) -> Vec<u8> {
     // serde_jcs fails only for non-finite floats, which strict parsing and our own
     // constructors never produce; an empty vector would then simply fail verification.
     serde_jcs::to_vec(obj).unwrap_or_default()

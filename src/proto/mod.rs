@@ -5,14 +5,18 @@
 pub mod bencode;
 pub mod json;
 pub mod keys;
+pub mod mailbox;
 pub mod manifest;
+pub mod message;
 pub mod pointer;
+pub mod pow;
 pub mod tracker;
 pub mod udp;
 pub mod webtorrent;
 
 pub use keys::{HexError, InfoHash, PublicKey, Signature};
 pub use manifest::{Collection, Manifest, ManifestError, ManifestLimits, UnsignedManifest};
+pub use message::{Message, MessageError, UnsignedMessage};
 pub use pointer::{PointerAnnounce, PointerError};
 
 /// The largest integer JSON number accepted anywhere (2^53 − 1, JavaScript's safe range).

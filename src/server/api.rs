@@ -6,8 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::admission::{admit_publisher, published, AdmittedBody};
 use super::error::ApiError;
-use super::extract::{CappedBody, KeyPath};
+use super::extract::KeyPath;
+use super::metrics::{PublishKind, PublishResult};
 use super::AppState;
 use crate::proto::pointer::MAX_POINTER_BYTES;
 use crate::proto::Manifest;
@@ -17,8 +19,8 @@ use crate::store::{ManifestRecord, PutOutcome};
 pub async fn put_manifest(
     State(state): State<AppState>,
     KeyPath(key): KeyPath,
-    CappedBody(body): CappedBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    AdmittedBody(body): AdmittedBody,
+) -> Result<(StatusCode, axum::Extension<PublishResult>, Json<Value>), ApiError> {
     let manifest = Manifest::verify(&body, state.manifest_limits())?;
     if manifest.public_key() != &key {
         return Err(ApiError::KeyMismatch);
@@ -30,6 +32,7 @@ pub async fn put_manifest(
         .max_clock_skew_secs
         .saturating_mul(1000);
     manifest.check_timestamp(u64::try_from(now).unwrap_or(0), skew_ms)?;
+    admit_publisher(&state, &key, PublishKind::Manifest).await?;
     let sequence = manifest.sequence();
     let record = ManifestRecord {
         key,
@@ -37,11 +40,17 @@ pub async fn put_manifest(
         body: manifest.into_canonical_bytes(),
         updated_at_ms: now,
     };
-    let status = match state.store().put_manifest(&record).await? {
+    let outcome = state.store().put_manifest(&record).await?;
+    let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated => StatusCode::OK,
         PutOutcome::Unchanged => {
-            return Ok((StatusCode::OK, Json(json!({ "sequence": sequence }))))
+            let result = published(&state, outcome);
+            return Ok((
+                StatusCode::OK,
+                result,
+                Json(json!({ "sequence": sequence })),
+            ));
         }
         PutOutcome::Conflict { current } => {
             return Err(ApiError::Conflict {
@@ -50,9 +59,10 @@ pub async fn put_manifest(
             })
         }
     };
+    let result = published(&state, outcome);
     // Push to WebSocket subscribers here and on the other replicas.
     state.pubsub().published(&key, sequence, &record.body).await;
-    Ok((status, Json(json!({ "sequence": sequence }))))
+    Ok((status, result, Json(json!({ "sequence": sequence }))))
 }
 
 /// `GET /v1/manifests/{key}`: the stored canonical bytes, with `ETag: "<sequence>"`.
@@ -112,7 +122,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let cfg = state.config();
     let t = &cfg.tracker;
     let backend = state.store().backend();
-    Json(json!({
+    let mut info = json!({
         "software": "megatorrentd",
         "version": env!("CARGO_PKG_VERSION"),
         "protocol": 1,
@@ -120,7 +130,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         // SQLite is single-replica; PostgreSQL supports several replicas.
         "replication": if backend == "postgres" { "multi" } else { "single" },
         "features": [
-            "manifests", "pointers", "tracker", "websocket", "pubsub", "webtorrent", "long-poll"
+            "manifests", "pointers", "tracker", "websocket", "pubsub", "webtorrent", "long-poll", "mailbox"
         ],
         "limits": {
             "maxManifestBytes": state.manifest_limits().max_bytes,
@@ -142,7 +152,14 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
             "access": t.access,
         },
         "websocket": super::ws::info(&cfg.websocket),
-    }))
+        "pow": state.pow().info(),
+        "mailbox": super::mailbox::info(&cfg.mailbox),
+    });
+    super::admission::add_limits_info(&state, &mut info["limits"]);
+    if let Some(onion) = state.onion_address() {
+        info["onion"] = json!(onion);
+    }
+    Json(info)
 }
 
 /// `GET /healthz`: the process is alive.

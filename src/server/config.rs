@@ -15,6 +15,12 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::ManifestLimits;
+use crate::server::quota::{Per, Quota};
+
+mod hardening;
+mod mailbox;
+pub use hardening::{MetricsConfig, OnionProxyConfig, PowConfig};
+pub use mailbox::MailboxConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +40,49 @@ pub struct Config {
     pub tracker: TrackerConfig,
     /// The UDP tracker listener.
     pub udp: UdpConfig,
+    /// The private metrics listener.
+    pub metrics: MetricsConfig,
+    /// The optional onion-service listener (PROXY protocol).
+    pub onion_proxy: OnionProxyConfig,
+    /// Proof-of-work admission for writes.
+    pub pow: PowConfig,
+    /// The end-to-end encrypted mailbox.
+    pub mailbox: MailboxConfig,
+    /// The embedded onion service (feature `onion-server`).
+    pub onion: OnionConfig,
+}
+
+/// `[onion]`: host the server as a Tor onion service through embedded arti (no Tor daemon).
+/// Needs a `megatorrentd` built with the `onion-server` feature (the default build has it;
+/// the server-only build does not). See docs/tor.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnionConfig {
+    /// Serve the app as an onion service too. Default false.
+    pub enabled: bool,
+    /// Directory for arti's state (including the service's identity key, which keeps the
+    /// `.onion` address stable) and cache. Relative to the working directory, like the
+    /// default SQLite file. Default `onion`.
+    pub key_dir: PathBuf,
+    /// The onion service's virtual port (`http://<addr>.onion:<port>`). Default 80.
+    pub port: u16,
+    /// arti configuration file (TOML, arti's format) to join another Tor network, e.g. a
+    /// private test network. Default: unset (the public Tor network).
+    pub tor_config: Option<PathBuf>,
+    /// How long Tor may take to bootstrap at start-up, in seconds. Default 120.
+    pub bootstrap_timeout_secs: u64,
+}
+
+impl Default for OnionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            key_dir: PathBuf::from("onion"),
+            port: 80,
+            tor_config: None,
+            bootstrap_timeout_secs: 120,
+        }
+    }
 }
 
 /// `[http]`: the public listener.
@@ -46,6 +95,21 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM, how long in-flight requests may take to finish, in seconds. Default 10.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long to keep serving with `/readyz` failing before closing the
+    /// listener, so load balancers stop sending traffic first. Default 0.
+    pub shutdown_delay_secs: u64,
+    /// Time allowed to receive a request head, counted from when the connection opens or
+    /// goes idle; also the keep-alive idle timeout (slowloris protection). Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line plus headers) in bytes (8192..=1048576). Default
+    /// 32768 (room for a scrape of `tracker.max_scrape_hashes` fully escaped hashes); larger
+    /// heads get `431`.
+    pub max_header_bytes: usize,
+    /// Open client connections at most (public and onion listeners each); more are closed
+    /// at once. Default 10000.
+    pub max_connections: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed. Default: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -54,6 +118,11 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
+            shutdown_delay_secs: 0,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 32_768,
+            max_connections: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -119,6 +188,19 @@ pub struct LimitsConfig {
     pub max_manifest_bytes: usize,
     /// How far in the future a manifest timestamp may be, in seconds. Default 600.
     pub max_clock_skew_secs: u64,
+    /// Reads (GET/HEAD) per client. Default `"100r/s"`.
+    pub read_quota: Quota,
+    /// Writes per client. Default `"60r/m"`.
+    pub write_quota: Quota,
+    /// Writes of all clients together. Default `"500r/s"`.
+    pub global_write_quota: Quota,
+    /// Writes per publishing public key. Default `"30r/m"`.
+    pub key_write_quota: Quota,
+    /// Clients tracked per limiter before idle ones are pruned early. Default 100000.
+    pub max_tracked_clients: usize,
+    /// Stored identities (live manifests plus pointer records) at most; when reached, new
+    /// keys get `507 store-full` while known keys keep publishing. 0 = no cap. Default 0.
+    pub max_identities: u64,
 }
 
 impl Default for LimitsConfig {
@@ -126,6 +208,12 @@ impl Default for LimitsConfig {
         Self {
             max_manifest_bytes: ManifestLimits::DEFAULT_MAX_BYTES,
             max_clock_skew_secs: 600,
+            read_quota: Quota::new(hardening::nonzero(100), Per::Second),
+            write_quota: Quota::new(hardening::nonzero(60), Per::Minute),
+            global_write_quota: Quota::new(hardening::nonzero(500), Per::Second),
+            key_write_quota: Quota::new(hardening::nonzero(30), Per::Minute),
+            max_tracked_clients: 100_000,
+            max_identities: 0,
         }
     }
 }
@@ -152,6 +240,12 @@ pub struct WebsocketConfig {
     pub idle_timeout_secs: u64,
     /// WebTorrent re-announce interval told to peers, in seconds. Default 120.
     pub announce_interval_secs: u32,
+    /// Messages one socket may send, on top of its client's HTTP quotas. Default `"50r/s"`
+    /// (a burst of 50, then 50 per second).
+    pub message_quota: Quota,
+    /// `subscribe` messages one socket may send. Default `"60r/m"` (a burst of 60, then
+    /// one a second).
+    pub subscribe_quota: Quota,
 }
 
 impl Default for WebsocketConfig {
@@ -165,6 +259,8 @@ impl Default for WebsocketConfig {
             ping_interval_secs: 30,
             idle_timeout_secs: 120,
             announce_interval_secs: 120,
+            message_quota: Quota::new(hardening::nonzero(50), Per::Second),
+            subscribe_quota: Quota::new(hardening::nonzero(60), Per::Minute),
         }
     }
 }
@@ -324,11 +420,25 @@ impl Config {
             errs.push("database.url must start with sqlite:, postgres:// or postgresql://".into());
         }
         self.websocket.validate(l.max_manifest_bytes, &mut errs);
+        hardening::validate(self, &mut errs);
+        let o = &self.onion;
+        if o.enabled && !cfg!(feature = "onion-server") {
+            errs.push(
+                "onion.enabled needs megatorrentd built with the onion-server feature".into(),
+            );
+        }
+        if o.port == 0 {
+            errs.push("onion.port must not be 0".into());
+        }
+        if !(1..=3600).contains(&o.bootstrap_timeout_secs) {
+            errs.push("onion.bootstrap_timeout_secs must be in 1..=3600".into());
+        }
         if self.log.level.trim().is_empty() {
             errs.push("log.level must not be empty".into());
         }
         self.tracker.validate(&mut errs);
         self.udp.validate(&mut errs);
+        self.mailbox.validate(&mut errs);
         if errs.is_empty() {
             Ok(())
         } else {

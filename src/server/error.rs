@@ -11,6 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::proto::mailbox::MailAuthError;
 use crate::proto::tracker::{Disposition, RequestError};
 use crate::proto::{HexError, ManifestError, PointerError};
 use crate::server::tracker::Refusal;
@@ -68,6 +69,67 @@ pub enum ApiError {
     /// The server is shutting down or the database is unreachable.
     #[error("service unavailable")]
     Unavailable,
+    /// A rate limiter refused the request.
+    #[error("too many requests; retry in {retry_after_secs}s")]
+    RateLimited {
+        /// Seconds until a retry may succeed (at least 1).
+        retry_after_secs: u64,
+    },
+    /// A write lacked a valid proof-of-work stamp while a difficulty is in force.
+    #[error("this write needs a proof-of-work stamp of difficulty {difficulty} ({failure})")]
+    Pow {
+        /// Missing or invalid.
+        failure: PowFailure,
+        /// Leading zero bits demanded.
+        difficulty: u8,
+        /// The server nonce to solve against (hex).
+        nonce: String,
+    },
+    /// The identity cap is reached and this key has no record yet.
+    #[error("the server stores no new identities at the moment")]
+    StoreFull,
+    /// A signed mailbox request was refused.
+    #[error(transparent)]
+    MailAuth(#[from] MailAuthError),
+    /// The recipient's mailbox quota (messages or bytes) is reached.
+    #[error("the recipient's mailbox is full")]
+    MailboxFull,
+    /// A message id in the path is malformed.
+    #[error("invalid message id (expected 32 lowercase hex characters)")]
+    BadMessageId,
+    /// A mailbox envelope was empty.
+    #[error("the envelope is empty")]
+    EmptyEnvelope,
+    /// The mailbox is switched off on this server.
+    #[error("this server does not run a mailbox")]
+    MailboxDisabled,
+}
+
+/// Why a proof-of-work check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowFailure {
+    /// No stamp header.
+    Missing,
+    /// A malformed stamp, or one that does not meet the difficulty.
+    Invalid,
+}
+
+impl std::fmt::Display for PowFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PowFailure::Missing => "no stamp was sent",
+            PowFailure::Invalid => "the stamp does not meet it",
+        })
+    }
+}
+
+impl From<super::rate_limit::Limited> for ApiError {
+    fn from(l: super::rate_limit::Limited) -> Self {
+        let secs = l.retry_after.as_secs() + u64::from(l.retry_after.subsec_nanos() > 0);
+        ApiError::RateLimited {
+            retry_after_secs: secs.max(1),
+        }
+    }
 }
 
 impl ApiError {
@@ -88,6 +150,21 @@ impl ApiError {
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            Self::Pow {
+                failure: PowFailure::Missing,
+                ..
+            } => (StatusCode::PRECONDITION_REQUIRED, "pow-required"),
+            Self::Pow {
+                failure: PowFailure::Invalid,
+                ..
+            } => (StatusCode::PRECONDITION_REQUIRED, "pow-invalid"),
+            Self::StoreFull => (StatusCode::INSUFFICIENT_STORAGE, "store-full"),
+            Self::MailAuth(e) => (mail_auth_status(e), e.code()),
+            Self::MailboxFull => (StatusCode::INSUFFICIENT_STORAGE, "mailbox-full"),
+            Self::BadMessageId => (StatusCode::BAD_REQUEST, "invalid-id"),
+            Self::EmptyEnvelope => (StatusCode::BAD_REQUEST, "empty-envelope"),
+            Self::MailboxDisabled => (StatusCode::NOT_FOUND, "mailbox-disabled"),
         }
     }
 
@@ -100,7 +177,17 @@ impl ApiError {
             Self::PointerConflict { current, .. } => json!({
                 "error": code, "message": self.to_string(), "currentSeq": current,
             }),
+            Self::RateLimited { retry_after_secs } => json!({
+                "error": code, "message": self.to_string(), "retryAfter": retry_after_secs,
+            }),
+            Self::Pow {
+                difficulty, nonce, ..
+            } => json!({
+                "error": code, "message": self.to_string(),
+                "difficulty": difficulty, "nonce": nonce,
+            }),
             Self::Manifest(_)
+            | Self::StoreFull
             | Self::Pointer(_)
             | Self::BadKey(_)
             | Self::KeyMismatch
@@ -108,6 +195,11 @@ impl ApiError {
             | Self::BodyTooLarge { .. }
             | Self::BodyRead
             | Self::BadQuery(_)
+            | Self::MailAuth(_)
+            | Self::MailboxFull
+            | Self::BadMessageId
+            | Self::EmptyEnvelope
+            | Self::MailboxDisabled
             | Self::Unavailable => json!({"error": code, "message": self.to_string()}),
         }
     }
@@ -121,6 +213,16 @@ fn manifest_status(e: &ManifestError) -> StatusCode {
         | ManifestError::Shape(_)
         | ManifestError::Hex { .. }
         | ManifestError::TimestampInFuture { .. } => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn mail_auth_status(e: &MailAuthError) -> StatusCode {
+    match e {
+        MailAuthError::Malformed(_) => StatusCode::BAD_REQUEST,
+        MailAuthError::BadSignature => StatusCode::FORBIDDEN,
+        MailAuthError::Missing(_) | MailAuthError::Expired | MailAuthError::Replay => {
+            StatusCode::UNAUTHORIZED
+        }
     }
 }
 
@@ -144,6 +246,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Self::RateLimited { retry_after_secs } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
     }
@@ -250,6 +356,16 @@ mod tests {
             (ApiError::BodyRead, 400, "bad-body"),
             (ApiError::BadQuery("x"), 400, "invalid-query"),
             (ApiError::Unavailable, 503, "unavailable"),
+            (ApiError::StoreFull, 507, "store-full"),
+            (MailAuthError::Missing("x").into(), 401, "auth-missing"),
+            (MailAuthError::Malformed("x").into(), 400, "auth-malformed"),
+            (MailAuthError::Expired.into(), 401, "auth-expired"),
+            (MailAuthError::BadSignature.into(), 403, "bad-signature"),
+            (MailAuthError::Replay.into(), 401, "replay"),
+            (ApiError::MailboxFull, 507, "mailbox-full"),
+            (ApiError::BadMessageId, 400, "invalid-id"),
+            (ApiError::EmptyEnvelope, 400, "empty-envelope"),
+            (ApiError::MailboxDisabled, 404, "mailbox-disabled"),
             (
                 ApiError::Store(StoreError::Corrupt("secret detail".into())),
                 500,
@@ -274,6 +390,47 @@ mod tests {
         })
         .await;
         assert_eq!((s.as_u16(), &body["currentSeq"]), (409, &json!(5)));
+
+        let resp = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let (s, body) = render(ApiError::RateLimited {
+            retry_after_secs: 7,
+        })
+        .await;
+        assert_eq!(
+            (s.as_u16(), &body["error"], &body["retryAfter"]),
+            (429, &json!("rate-limited"), &json!(7))
+        );
+        let limited = crate::server::rate_limit::Limited {
+            limiter: crate::server::metrics::Limiter::Read,
+            retry_after: std::time::Duration::from_millis(1),
+        };
+        assert!(matches!(
+            ApiError::from(limited),
+            ApiError::RateLimited {
+                retry_after_secs: 1
+            }
+        ));
+
+        for (failure, code) in [
+            (PowFailure::Missing, "pow-required"),
+            (PowFailure::Invalid, "pow-invalid"),
+        ] {
+            let (s, body) = render(ApiError::Pow {
+                failure,
+                difficulty: 9,
+                nonce: "ab".into(),
+            })
+            .await;
+            assert_eq!((s.as_u16(), &body["error"]), (428, &json!(code)));
+            assert_eq!(
+                (&body["difficulty"], &body["nonce"]),
+                (&json!(9), &json!("ab"))
+            );
+        }
     }
 
     async fn render_tracker(e: TrackerError) -> (StatusCode, Option<String>, Vec<u8>) {

@@ -52,28 +52,32 @@ impl FromRequest<AppState> for CappedBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let max = state.max_body_bytes();
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) {
-            return Err(ApiError::BodyTooLarge { max });
-        }
-        match axum::body::to_bytes(req.into_body(), max).await {
-            Ok(b) => Ok(Self(b)),
-            Err(e) => {
-                // `to_bytes` reports the length limit through its error source chain.
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                    || e.to_string().contains("length limit");
-                Err(if too_large {
-                    ApiError::BodyTooLarge { max }
-                } else {
-                    ApiError::BodyRead
-                })
-            }
+        read_capped(req, state.max_body_bytes()).await.map(Self)
+    }
+}
+
+/// Read a request body of at most `max` bytes, failing with 413 `too-large` beyond it.
+pub async fn read_capped(req: Request, max: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::BodyTooLarge { max });
+    }
+    match axum::body::to_bytes(req.into_body(), max).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            // `to_bytes` reports the length limit through its error source chain.
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            Err(if too_large {
+                ApiError::BodyTooLarge { max }
+            } else {
+                ApiError::BodyRead
+            })
         }
     }
 }

@@ -3,13 +3,12 @@
 //! Shared state is one cheap-to-clone [`AppState`] handle. No lock is held across an
 //! `.await`; shutdown is a [`CancellationToken`].
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::{TcpListener, UdpSocket};
@@ -20,14 +19,25 @@ use crate::proto::ManifestLimits;
 use crate::store::{self, Store, StoreError, StoreOptions};
 
 pub mod admin;
+pub mod admission;
 mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
+mod listener;
 mod longpoll;
+pub mod mailbox;
+pub mod metered_store;
+pub mod metrics;
+#[cfg(feature = "onion-server")]
+pub mod onion;
 mod pointer;
+pub mod pow;
 pub mod process;
+pub mod proxy_protocol;
 pub mod pubsub;
+pub mod quota;
+pub mod rate_limit;
 pub mod tracker;
 pub mod ws;
 
@@ -48,15 +58,33 @@ struct Inner {
     pubsub: pubsub::PubSub,
     ws: ws::WsShared,
     tracker: tracker::Tracker,
+    metrics: Arc<metrics::Metrics>,
+    rate_limiter: rate_limit::RateLimiter,
+    pow: pow::Pow,
+    /// Time for mailbox expiry.
+    mail_clock: mailbox::MailClock,
+    mail_gauges: Arc<mailbox::MailGauges>,
+    /// Approximate stored identities ([`admission::UNKNOWN_COUNT`] until first loaded).
+    identities: AtomicU64,
+    /// `<56 chars>.onion` once the embedded onion service is up.
+    onion: OnceLock<String>,
 }
 
 impl AppState {
-    /// Build state around an opened store.
+    /// Build state around an opened store (wrapped in a [`metered_store::MeteredStore`]).
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let manifest_limits = config.manifest_limits();
         let pubsub = pubsub::PubSub::new(store.as_ref());
-        Self {
+        let metrics = Arc::new(metrics::Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(metered_store::MeteredStore::new(
+            store,
+            Arc::clone(&metrics),
+        ));
+        let rate_limiter =
+            rate_limit::RateLimiter::new(&config.rate_limits(), Arc::clone(&metrics));
+        let pow = pow::Pow::new(config.pow.clone());
+        let state = Self {
             inner: Arc::new(Inner {
                 store,
                 tracker: tracker::Tracker::new(&config.tracker),
@@ -65,8 +93,52 @@ impl AppState {
                 ready: AtomicBool::new(true),
                 pubsub,
                 ws: ws::WsShared::default(),
+                metrics,
+                rate_limiter,
+                pow,
+                identities: AtomicU64::new(admission::UNKNOWN_COUNT),
+                mail_clock: mailbox::MailClock::new(),
+                mail_gauges: Arc::default(),
+                onion: OnceLock::new(),
             }),
-        }
+        };
+        metrics::register_state_gauges(&state);
+        state
+    }
+
+    /// The metrics registry and counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The rate limiters (the WebSocket hub calls [`rate_limit::RateLimiter::check_message`]
+    /// per message with the request's [`rate_limit::ClientKey`] extension).
+    #[must_use]
+    pub fn rate_limiter(&self) -> &rate_limit::RateLimiter {
+        &self.inner.rate_limiter
+    }
+
+    /// The proof-of-work controller.
+    #[must_use]
+    pub fn pow(&self) -> &pow::Pow {
+        &self.inner.pow
+    }
+
+    /// The clock mailbox expiry runs on.
+    #[must_use]
+    pub fn mail_clock(&self) -> &mailbox::MailClock {
+        &self.inner.mail_clock
+    }
+
+    /// What all mailboxes held at the last purge.
+    #[must_use]
+    pub fn mail_gauges(&self) -> &Arc<mailbox::MailGauges> {
+        &self.inner.mail_gauges
+    }
+
+    fn identities(&self) -> &AtomicU64 {
+        &self.inner.identities
     }
 
     /// Manifest pub/sub (the fan-out hub and its counters).
@@ -129,6 +201,17 @@ impl AppState {
         self.inner.tracker.reload()
     }
 
+    /// The embedded onion service's address (`….onion`), once it is running.
+    #[must_use]
+    pub fn onion_address(&self) -> Option<&str> {
+        self.inner.onion.get().map(String::as_str)
+    }
+
+    /// Record the onion service's address (first call wins).
+    pub fn set_onion_address(&self, addr: String) {
+        let _ = self.inner.onion.set(addr);
+    }
+
     fn set_not_ready(&self) {
         self.inner.ready.store(false, Ordering::Relaxed);
     }
@@ -143,6 +226,11 @@ pub fn app(state: AppState) -> Router {
             get(api::get_manifest).put(api::put_manifest),
         )
         .route("/v1/info", get(api::info))
+        .route("/v1/mailbox/{key}", get(mailbox::list).post(mailbox::post))
+        .route(
+            "/v1/mailbox/{key}/{id}",
+            get(mailbox::fetch).delete(mailbox::ack),
+        )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/", get(ws::root))
@@ -160,6 +248,11 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_requests,
+        ))
+        .layer(from_fn_with_state(state.clone(), metrics::track_http))
         .with_state(state)
 }
 
@@ -169,13 +262,22 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The UDP tracker socket, if the UDP tracker is enabled.
     pub udp: Option<UdpSocket>,
+    /// The private metrics listener (`/metrics`), if enabled.
+    pub metrics: Option<TcpListener>,
+    /// The onion-service listener (PROXY v1 headers required), if configured.
+    pub onion: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Only the HTTP listener (no UDP tracker).
+    /// Only the public HTTP listener (no UDP tracker, metrics or onion listener).
     #[must_use]
     pub fn http_only(http: TcpListener) -> Self {
-        Self { http, udp: None }
+        Self {
+            http,
+            udp: None,
+            metrics: None,
+            onion: None,
+        }
     }
 }
 
@@ -191,6 +293,18 @@ pub enum ServerError {
     /// The tracker's access list could not be loaded at start-up.
     #[error("cannot load the tracker access list")]
     AccessList(#[from] tracker::AccessListError),
+    /// A configured address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded onion service could not start (`onion.enabled = true`).
+    #[error("cannot start the onion service")]
+    Onion(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Open the store named in `config`.
@@ -222,58 +336,16 @@ pub async fn open_state(config: Config) -> Result<AppState, ServerError> {
 }
 
 /// Serve an already-built state (lets tests share a store between restarts).
+///
+/// On `shutdown`: readiness turns false, the listeners keep accepting for
+/// `http.shutdown_delay_secs`, then they close and in-flight requests get up to
+/// `http.shutdown_grace_secs` to finish before the remaining connections are dropped.
 pub async fn serve(
     state: AppState,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let grace = Duration::from_secs(state.config().http.shutdown_grace_secs);
-    let addr = listeners.http.local_addr()?;
-    let listed = state.reload()?;
-    let mut background = spawn_tracker(&state, listeners.udp, &shutdown, listed)?;
-    tracing::info!(
-        backend = state.store().backend(),
-        "listening on http://{addr}"
-    );
-    let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let drain = CancellationToken::new();
-    let drain_signal = drain.clone();
-    let server = axum::serve(listeners.http, router)
-        .with_graceful_shutdown(async move { drain_signal.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
-    let replication_stop = CancellationToken::new();
-    let replication = tokio::spawn({
-        let (pubsub, store) = (state.pubsub().clone(), state.store_arc());
-        let stop = replication_stop.clone();
-        async move { pubsub.run_replication(store, stop).await }
-    });
-
-    let served = tokio::select! {
-        res = &mut server => res,
-        () = shutdown.cancelled() => {
-            tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining requests");
-            state.set_not_ready();
-            drain.cancel();
-            let sockets = ws::shut_down(&state, grace);
-            match tokio::time::timeout(grace, async { tokio::join!(&mut server, sockets).0 }).await {
-                Ok(res) => res,
-                Err(_) => {
-                    tracing::warn!("grace period over; dropping remaining connections");
-                    Ok(())
-                }
-            }
-        }
-    };
-    replication_stop.cancel();
-    if let Err(e) = replication.await {
-        tracing::error!(error = %e, "replication task failed");
-    }
-    background.abort_all();
-    while background.join_next().await.is_some() {}
-    state.store().close().await;
-    tracing::info!("stopped");
-    served?;
-    Ok(())
+    listener::serve_all(state, listeners, shutdown).await
 }
 
 /// Start the tracker's sweeper and, if given a socket, the UDP tracker; both stop when

@@ -7,8 +7,10 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::admission::{admit_publisher, published, AdmittedBody};
 use super::error::ApiError;
-use super::extract::{AnyCaseKeyPath, CappedBody};
+use super::extract::AnyCaseKeyPath;
+use super::metrics::{PublishKind, PublishResult};
 use super::AppState;
 use crate::proto::PointerAnnounce;
 use crate::store::{PointerRecord, PutOutcome};
@@ -16,9 +18,10 @@ use crate::store::{PointerRecord, PutOutcome};
 /// `POST /announce` → `{"success":true,"seq":N}`.
 pub async fn announce(
     State(state): State<AppState>,
-    CappedBody(body): CappedBody,
-) -> Result<Json<Value>, ApiError> {
+    AdmittedBody(body): AdmittedBody,
+) -> Result<(axum::Extension<PublishResult>, Json<Value>), ApiError> {
     let ann = PointerAnnounce::verify(&body)?;
+    admit_publisher(&state, ann.public_key(), PublishKind::Pointer).await?;
     let record = PointerRecord {
         key: *ann.public_key(),
         public_key_text: ann.public_key_text().to_owned(),
@@ -27,10 +30,12 @@ pub async fn announce(
         signature: *ann.signature(),
         updated_at_ms: crate::now_ms(),
     };
-    match state.store().put_pointer(&record).await? {
-        PutOutcome::Created | PutOutcome::Updated => {
-            Ok(Json(json!({"success": true, "seq": ann.seq()})))
-        }
+    let outcome = state.store().put_pointer(&record).await?;
+    match outcome {
+        PutOutcome::Created | PutOutcome::Updated => Ok((
+            published(&state, outcome),
+            Json(json!({"success": true, "seq": ann.seq()})),
+        )),
         PutOutcome::Unchanged => Err(ApiError::PointerConflict {
             offered: ann.seq(),
             current: ann.seq(),

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::proto::{PublicKey, Signature};
 
+mod mail;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod slot;
@@ -103,6 +104,72 @@ pub struct StoreStats {
     pub pointers: u64,
 }
 
+/// A sealed mailbox message ready to store. The server knows nothing about its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailRecord {
+    /// The recipient's key (the mailbox).
+    pub recipient: PublicKey,
+    /// Server-chosen id (32 lowercase hex characters).
+    pub id: String,
+    /// The opaque envelope.
+    pub envelope: Vec<u8>,
+    /// Server time it arrived (ms since the epoch).
+    pub received_at_ms: i64,
+    /// When it expires (ms since the epoch).
+    pub expires_at_ms: i64,
+}
+
+/// Per-recipient mailbox quota (counted over unexpired messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailQuota {
+    /// Messages at most.
+    pub max_messages: u64,
+    /// Total envelope bytes at most.
+    pub max_bytes: u64,
+}
+
+/// What storing a mailbox message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailPut {
+    /// Stored.
+    Stored,
+    /// The recipient's quota would be exceeded; nothing was stored.
+    Full,
+}
+
+/// What all mailboxes hold (for the metrics gauges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailTotals {
+    /// Unexpired messages.
+    pub messages: u64,
+    /// Their envelope bytes.
+    pub bytes: u64,
+}
+
+/// A listed mailbox message (without its envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailMeta {
+    /// The id.
+    pub id: String,
+    /// Envelope size in bytes.
+    pub size: u64,
+    /// Server time it arrived (ms since the epoch).
+    pub received_at_ms: i64,
+    /// When it expires (ms since the epoch).
+    pub expires_at_ms: i64,
+}
+
+/// Connection-pool occupancy, for the metrics gauge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections currently open (idle plus in use).
+    pub open: u32,
+    /// Open connections not checked out.
+    pub idle: u32,
+    /// The configured maximum.
+    pub max: u32,
+}
+
 /// The storage interface used by the server. Object-safe: the server holds `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -144,6 +211,50 @@ pub trait Store: Send + Sync + 'static {
     /// Every passkey, sorted.
     async fn list_passkeys(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Store a mailbox message unless the recipient's unexpired messages (as of `now_ms`)
+    /// plus this one would exceed `quota`. Atomic against concurrent senders.
+    async fn put_mail(
+        &self,
+        rec: &MailRecord,
+        quota: &MailQuota,
+        now_ms: i64,
+    ) -> Result<MailPut, StoreError>;
+
+    /// The recipient's unexpired messages, oldest first.
+    async fn list_mail(
+        &self,
+        recipient: &PublicKey,
+        now_ms: i64,
+    ) -> Result<Vec<MailMeta>, StoreError>;
+
+    /// One unexpired message's envelope.
+    async fn get_mail(
+        &self,
+        recipient: &PublicKey,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Delete a message (acknowledged). Returns whether it existed.
+    async fn ack_mail(&self, recipient: &PublicKey, id: &str) -> Result<bool, StoreError>;
+
+    /// Record a signed request's nonce for `recipient`, kept until `expires_at_ms`. Returns
+    /// `false` if it was already recorded (a replay).
+    async fn use_mail_nonce(
+        &self,
+        recipient: &PublicKey,
+        nonce: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Delete expired messages and nonces (`expires_at <= now_ms`). Returns the number of
+    /// messages deleted.
+    async fn purge_mail(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Unexpired mailbox messages and their envelope bytes, over all recipients (a full
+    /// count: call it from housekeeping, not per request).
+    async fn mail_totals(&self, now_ms: i64) -> Result<MailTotals, StoreError>;
+
     /// Cheap round trip to the database, for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -157,6 +268,11 @@ pub trait Store: Send + Sync + 'static {
     /// replicas). `None` by default.
     #[cfg(feature = "postgres")]
     fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        None
+    }
+
+    /// Pool occupancy if the backend has a pool (summed over its pools). Cheap: no I/O.
+    fn pool_usage(&self) -> Option<PoolUsage> {
         None
     }
 }

@@ -16,6 +16,8 @@
 //! Several server replicas can share one database: migrations take sqlx's advisory lock and
 //! all writes above are safe across connections.
 
+mod mailbox;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,8 +26,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
-    ManifestRecord, PointerRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats,
-    StoredManifest,
+    MailMeta, MailPut, MailQuota, MailRecord, MailTotals, ManifestRecord, PointerRecord,
+    PutOutcome, Store, StoreError, StoreOptions, StoreStats, StoredManifest,
 };
 use crate::proto::{PublicKey, Signature};
 
@@ -317,6 +319,63 @@ impl Store for PgStore {
         )
     }
 
+    async fn put_mail(
+        &self,
+        rec: &MailRecord,
+        quota: &MailQuota,
+        now_ms: i64,
+    ) -> Result<MailPut, StoreError> {
+        self.mail_put(rec, quota, now_ms).await
+    }
+
+    async fn list_mail(
+        &self,
+        recipient: &PublicKey,
+        now_ms: i64,
+    ) -> Result<Vec<MailMeta>, StoreError> {
+        self.mail_list(recipient, now_ms).await
+    }
+
+    async fn get_mail(
+        &self,
+        recipient: &PublicKey,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.mail_get(recipient, id, now_ms).await
+    }
+
+    async fn ack_mail(&self, recipient: &PublicKey, id: &str) -> Result<bool, StoreError> {
+        self.mail_ack(recipient, id).await
+    }
+
+    async fn use_mail_nonce(
+        &self,
+        recipient: &PublicKey,
+        nonce: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.mail_nonce(recipient, nonce, expires_at_ms).await
+    }
+
+    async fn purge_mail(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.mail_purge(now_ms).await
+    }
+
+    async fn mail_totals(&self, now_ms: i64) -> Result<MailTotals, StoreError> {
+        let (messages, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(octet_length(envelope)), 0)::bigint \
+             FROM mailbox_messages WHERE expires_at > $1",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MailTotals {
+            messages: count_from_db(messages, "mailbox message")?,
+            bytes: count_from_db(bytes, "mailbox byte")?,
+        })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -324,6 +383,14 @@ impl Store for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        Some(super::PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
     }
 
     async fn close(&self) {

@@ -21,6 +21,8 @@
 //! WAL with `synchronous = FULL` fsyncs every commit; with `NORMAL` a commit survives a
 //! process crash (`kill -9`) but not power loss. See [`StoreOptions::sqlite_sync_full`].
 
+mod mailbox;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,8 +33,8 @@ use sqlx::sqlite::{
 
 use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
-    ManifestRecord, PointerRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats,
-    StoredManifest,
+    MailMeta, MailPut, MailQuota, MailRecord, MailTotals, ManifestRecord, PointerRecord,
+    PutOutcome, Store, StoreError, StoreOptions, StoreStats, StoredManifest,
 };
 use crate::proto::{PublicKey, Signature};
 
@@ -356,6 +358,63 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn put_mail(
+        &self,
+        rec: &MailRecord,
+        quota: &MailQuota,
+        now_ms: i64,
+    ) -> Result<MailPut, StoreError> {
+        self.mail_put(rec, quota, now_ms).await
+    }
+
+    async fn list_mail(
+        &self,
+        recipient: &PublicKey,
+        now_ms: i64,
+    ) -> Result<Vec<MailMeta>, StoreError> {
+        self.mail_list(recipient, now_ms).await
+    }
+
+    async fn get_mail(
+        &self,
+        recipient: &PublicKey,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.mail_get(recipient, id, now_ms).await
+    }
+
+    async fn ack_mail(&self, recipient: &PublicKey, id: &str) -> Result<bool, StoreError> {
+        self.mail_ack(recipient, id).await
+    }
+
+    async fn use_mail_nonce(
+        &self,
+        recipient: &PublicKey,
+        nonce: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.mail_nonce(recipient, nonce, expires_at_ms).await
+    }
+
+    async fn purge_mail(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.mail_purge(now_ms).await
+    }
+
+    async fn mail_totals(&self, now_ms: i64) -> Result<MailTotals, StoreError> {
+        let (messages, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(length(envelope)), 0) FROM mailbox_messages \
+             WHERE expires_at > ?1",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(MailTotals {
+            messages: count_from_db(messages, "mailbox message")?,
+            bytes: count_from_db(bytes, "mailbox byte")?,
+        })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
@@ -363,6 +422,16 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn pool_usage(&self) -> Option<super::PoolUsage> {
+        let idle = |p: &SqlitePool| u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+        let max = |p: &SqlitePool| p.options().get_max_connections();
+        Some(super::PoolUsage {
+            open: self.writer.size().saturating_add(self.reader.size()),
+            idle: idle(&self.writer).saturating_add(idle(&self.reader)),
+            max: max(&self.writer).saturating_add(max(&self.reader)),
+        })
     }
 
     async fn close(&self) {

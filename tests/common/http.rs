@@ -49,6 +49,13 @@ pub async fn request(
         s.write_all(body).await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;
+        if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            // The server closed (or died) before a whole response head.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
+        }
         Ok(parse(&raw))
     })
     .await

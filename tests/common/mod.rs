@@ -2,6 +2,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod http;
+pub mod netns;
 pub mod pg;
 pub mod server;
+#[cfg(feature = "client")]
+pub mod tor;
 pub mod ws;

@@ -22,6 +22,10 @@ pub struct TestServer {
     pub udp_addr: Option<SocketAddr>,
     /// The server's shared state (hub and tracker counters, swarms).
     pub state: AppState,
+    /// The metrics listener (always bound, on port 0).
+    pub metrics_addr: SocketAddr,
+    /// The onion (PROXY protocol) listener, when `onion_proxy.listen` was set.
+    pub onion_addr: Option<SocketAddr>,
     token: CancellationToken,
     handle: Option<tokio::task::JoinHandle<Result<(), server::ServerError>>>,
     dir: tempfile::TempDir,
@@ -55,15 +59,39 @@ impl Drop for TestServer {
     }
 }
 
+/// Rate limits high enough that functional tests never meet them (tests of the limits
+/// set their own), as `MEGATORRENT_*` variables for the daemon.
+pub const RELAXED_LIMITS_ENV: &[(&str, &str)] = &[
+    ("MEGATORRENT_LIMITS__READ_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_LIMITS__WRITE_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_LIMITS__GLOBAL_WRITE_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_LIMITS__KEY_WRITE_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_WEBSOCKET__MESSAGE_QUOTA", "1000000r/s"),
+    ("MEGATORRENT_WEBSOCKET__SUBSCRIBE_QUOTA", "1000000r/s"),
+];
+
+/// The default config with [`RELAXED_LIMITS_ENV`]'s quotas.
+pub fn test_config() -> Config {
+    let mut cfg = Config::default();
+    let q = "1000000r/s".parse().unwrap();
+    cfg.limits.read_quota = q;
+    cfg.limits.write_quota = q;
+    cfg.limits.global_write_quota = q;
+    cfg.limits.key_write_quota = q;
+    cfg.websocket.message_quota = q;
+    cfg.websocket.subscribe_quota = q;
+    cfg
+}
+
 /// A server on a fresh SQLite file.
 pub async fn start_sqlite() -> TestServer {
-    start_with(Config::default(), None).await
+    start_with(test_config(), None).await
 }
 
 /// A server on a fresh PostgreSQL database.
 pub async fn start_pg() -> TestServer {
     let pg = PgTestDb::create().await;
-    let mut cfg = Config::default();
+    let mut cfg = test_config();
     cfg.database.url = pg.url.clone();
     start_with(cfg, Some(pg)).await
 }
@@ -83,21 +111,29 @@ pub async fn start_with(mut config: Config, pg: Option<PgTestDb>) -> TestServer 
         None
     };
     let udp_addr = udp.as_ref().map(|u| u.local_addr().unwrap());
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let onion = match config.onion_proxy.listen {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        None => None,
+    };
+    let onion_addr = onion.as_ref().map(|l| l.local_addr().unwrap());
     let token = CancellationToken::new();
     let state = server::open_state(config).await.unwrap();
-    let handle = tokio::spawn(server::serve(
-        state.clone(),
-        Listeners {
-            http: listener,
-            udp,
-        },
-        token.clone(),
-    ));
+    let listeners = Listeners {
+        http: listener,
+        udp,
+        metrics: Some(metrics),
+        onion,
+    };
+    let handle = tokio::spawn(server::serve(state.clone(), listeners, token.clone()));
     let server = TestServer {
         url: format!("http://{addr}"),
         addr,
         udp_addr,
         state,
+        metrics_addr,
+        onion_addr,
         token,
         handle: Some(handle),
         dir,
@@ -131,6 +167,8 @@ pub struct Daemon {
     pub url: String,
     /// The UDP tracker's address, if enabled.
     pub udp_addr: Option<SocketAddr>,
+    /// The metrics listener (also on port 0).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Path of the built server binary.
@@ -143,16 +181,22 @@ pub async fn spawn_daemon(database_url: &str, cwd: &Path) -> Daemon {
     spawn_daemon_with(database_url, cwd, &[]).await
 }
 
-/// As [`spawn_daemon`], with extra `MEGATORRENT_*` environment variables.
+/// Like [`spawn_daemon`] with extra environment variables (applied last, after
+/// [`RELAXED_LIMITS_ENV`]).
 pub async fn spawn_daemon_with(database_url: &str, cwd: &Path, env: &[(&str, &str)]) -> Daemon {
-    let mut child = Command::new(daemon_bin())
-        .current_dir(cwd)
-        .envs(env.iter().copied())
+    let mut cmd = Command::new(daemon_bin());
+    cmd.current_dir(cwd)
+        .envs(RELAXED_LIMITS_ENV.iter().copied())
         .env("MEGATORRENT_HTTP__LISTEN", "127.0.0.1:0")
         .env("MEGATORRENT_UDP__LISTEN", "127.0.0.1:0")
+        .env("MEGATORRENT_METRICS__LISTEN", "127.0.0.1:0")
         .env("MEGATORRENT_DATABASE__URL", database_url)
         .env("MEGATORRENT_LOG__LEVEL", "info")
-        .env_remove("RUST_LOG")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -161,12 +205,17 @@ pub async fn spawn_daemon_with(database_url: &str, cwd: &Path, env: &[(&str, &st
         .expect("spawn megatorrentd");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut metrics_addr = None;
     let (addr, udp_addr) = tokio::time::timeout(Duration::from_secs(30), async {
         let mut udp_addr = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("listening on udp://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
                 udp_addr = Some(addr.parse::<SocketAddr>().unwrap());
+            }
+            if let Some(rest) = line.split("metrics on http://").nth(1) {
+                let addr = rest.split('/').next().unwrap();
+                metrics_addr = Some(addr.parse::<SocketAddr>().unwrap());
             }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
@@ -185,5 +234,6 @@ pub async fn spawn_daemon_with(database_url: &str, cwd: &Path, env: &[(&str, &st
         addr,
         url: format!("http://{addr}"),
         udp_addr,
+        metrics_addr,
     }
 }

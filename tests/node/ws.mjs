@@ -2,7 +2,7 @@
 // and Node's `crypto`: the reference JavaScript client's exact message shapes for manifest
 // publish/subscribe (signing with sorted-key JSON.stringify), and the WebTorrent tracker
 // offer/answer exchange as the `bittorrent-tracker` client sends it (two plain sockets
-// stand in for the browser peers: real WebRTC offers would need a native WebRTC module).
+// pin the exact shapes; webtorrent-browser.mjs runs real WebTorrent peers in Chromium).
 // Usage: node tests/node/ws.mjs http://127.0.0.1:PORT
 // Prints one JSON line {"ok": true, ...} on success; exits non-zero on any failure.
 import crypto from 'node:crypto';

@@ -99,6 +99,34 @@ fn tracker_and_udp_sections_are_checked() {
 }
 
 #[test]
+fn onion_section_is_checked() {
+    let mut cfg = Config::default();
+    assert!(!cfg.onion.enabled);
+    assert_eq!(
+        (cfg.onion.port, cfg.onion.key_dir.as_path()),
+        (80, std::path::Path::new("onion"))
+    );
+    cfg.onion.enabled = true;
+    // Only a build with the embedded onion service accepts `enabled = true`.
+    assert_eq!(cfg.validate().is_ok(), cfg!(feature = "onion-server"));
+    cfg.onion.enabled = false;
+    cfg.onion.port = 0;
+    cfg.onion.bootstrap_timeout_secs = 0;
+    let Err(ConfigError::Invalid(errs)) = cfg.validate() else {
+        panic!("expected invalid");
+    };
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    let toml = "[onion]\nenabled = false\nport = 8080\ntor_config = \"/x/arti.toml\"\n";
+    let parsed: Config = toml::from_str(toml).unwrap();
+    assert_eq!(parsed.onion.port, 8080);
+    assert_eq!(
+        parsed.onion.tor_config.as_deref(),
+        Some(std::path::Path::new("/x/arti.toml"))
+    );
+    assert!(toml::from_str::<Config>("[onion]\nbogus = 1\n").is_err());
+}
+
+#[test]
 fn url_file_is_read_and_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("url");

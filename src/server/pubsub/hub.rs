@@ -47,6 +47,8 @@ pub struct HubStats {
     pub slow_disconnects: AtomicU64,
     /// Notifications received from other replicas.
     pub replica_notifications: AtomicU64,
+    /// Sockets closed, by [`super::CloseReason::index`].
+    pub disconnects: [AtomicU64; 7],
 }
 
 /// A plain copy of [`HubStats`].
@@ -69,6 +71,17 @@ pub struct HubStatsSnapshot {
 }
 
 impl HubStats {
+    /// Count a closed socket.
+    pub fn record_close(&self, reason: super::CloseReason) {
+        self.disconnects[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sockets closed for `reason` so far.
+    #[must_use]
+    pub fn disconnects(&self, reason: super::CloseReason) -> u64 {
+        self.disconnects[reason.index()].load(Ordering::Relaxed)
+    }
+
     /// Read every counter.
     #[must_use]
     pub fn snapshot(&self) -> HubStatsSnapshot {

@@ -29,6 +29,45 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, for metrics initialised to zero.
+    pub const ALL: [CloseReason; 7] = [
+        Self::ClientGone,
+        Self::SlowReader,
+        Self::IdleTimeout,
+        Self::MessageTooLarge,
+        Self::ProtocolError,
+        Self::ShuttingDown,
+        Self::TooManySockets,
+    ];
+
+    /// The metrics label (`megatorrent_ws_disconnects_total{reason}`).
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientGone => "client",
+            Self::SlowReader => "slow_client",
+            Self::IdleTimeout => "idle",
+            Self::MessageTooLarge => "too_large",
+            Self::ProtocolError => "protocol_error",
+            Self::ShuttingDown => "shutdown",
+            Self::TooManySockets => "too_many_sockets",
+        }
+    }
+
+    /// Position in [`Self::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            Self::ClientGone => 0,
+            Self::SlowReader => 1,
+            Self::IdleTimeout => 2,
+            Self::MessageTooLarge => 3,
+            Self::ProtocolError => 4,
+            Self::ShuttingDown => 5,
+            Self::TooManySockets => 6,
+        }
+    }
+
     /// The close code (RFC 6455 §7.4.1).
     #[must_use]
     pub fn code(self) -> u16 {

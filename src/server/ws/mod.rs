@@ -18,7 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -26,13 +26,17 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::pubsub::{CloseReason, Closer, Frame, Outbox};
+use super::rate_limit::ClientKey;
 use super::AppState;
 
 pub mod session;
 pub mod tracker;
 
 use session::Session;
-pub use tracker::Swarms;
+pub use tracker::{RelayCounts, Swarms};
+
+/// Read buffer per socket (see [`accept`]).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// How long the writer may take to flush queued frames and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -59,10 +63,11 @@ impl WsShared {
 /// `GET /`: a WebSocket upgrade; anything else is told to upgrade.
 pub async fn root(
     State(state): State<AppState>,
+    client: Option<Extension<ClientKey>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
-        Ok(ws) => accept(state, ws),
+        Ok(ws) => accept(state, ws, client),
         Err(_) => upgrade_required(),
     }
 }
@@ -72,11 +77,12 @@ pub async fn root(
 pub async fn announce(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    client: Option<Extension<ClientKey>>,
     uri: axum::http::Uri,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
-        Ok(ws) => accept(state, ws),
+        Ok(ws) => accept(state, ws, client),
         Err(_) => super::tracker::http::announce(State(state), ConnectInfo(remote), uri)
             .await
             .into_response(),
@@ -95,11 +101,19 @@ fn upgrade_required() -> Response {
         .into_response()
 }
 
-fn accept(state: AppState, ws: WebSocketUpgrade) -> Response {
+fn accept(state: AppState, ws: WebSocketUpgrade, client: Option<Extension<ClientKey>>) -> Response {
     let max = state.config().websocket.max_message_bytes;
+    // The rate-limit middleware resolved the client (address, /64 or Tor circuit); every
+    // message on the socket is charged to it. Without the middleware (never in `app()`),
+    // all such sockets share one bucket.
+    let client = client.map_or(ClientKey::Unknown, |Extension(c)| c);
+    // tungstenite allocates its read buffer up front (128 KiB by default), which would
+    // dominate the memory of an idle subscriber; 4 KiB chunks still read the largest
+    // message (the buffer grows while a frame arrives and `max_message_bytes` caps it).
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run_socket(state, socket))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run_socket(state, socket, client))
 }
 
 /// Closes the books on a socket when its task ends, however it ends.
@@ -112,7 +126,7 @@ impl Drop for SocketGuard {
     }
 }
 
-async fn run_socket(state: AppState, socket: WebSocket) {
+async fn run_socket(state: AppState, socket: WebSocket, client: ClientKey) {
     let cfg = state.config().websocket.clone();
     let open = state.pubsub().count_socket(true);
     let _guard = SocketGuard(state.clone());
@@ -132,7 +146,7 @@ async fn run_socket(state: AppState, socket: WebSocket) {
     let ping = Duration::from_secs(cfg.ping_interval_secs);
     let writer = tokio::spawn(write_loop(sink, rx, closer.clone(), ping));
     if closer.reason().is_none() {
-        let mut session = Session::new(state.clone(), outbox);
+        let mut session = Session::new(state.clone(), outbox, client);
         let idle = Duration::from_secs(cfg.idle_timeout_secs);
         read_loop(stream, &mut session, &closer, &shared.closing, idle).await;
         session.finish();
@@ -142,6 +156,7 @@ async fn run_socket(state: AppState, socket: WebSocket) {
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "WebSocket writer task failed");
     }
+    stats.record_close(closer.reason().unwrap_or(CloseReason::ClientGone));
 }
 
 async fn read_loop(
@@ -257,6 +272,8 @@ pub fn info(cfg: &super::config::WebsocketConfig) -> serde_json::Value {
         "pingIntervalSecs": cfg.ping_interval_secs,
         "idleTimeoutSecs": cfg.idle_timeout_secs,
         "announceIntervalSecs": cfg.announce_interval_secs,
+        "messageQuota": cfg.message_quota.to_string(),
+        "subscribeQuota": cfg.subscribe_quota.to_string(),
     })
 }
 

@@ -13,7 +13,11 @@ use crate::proto::json::parse_strict;
 use crate::proto::tracker::{AnnounceEvent, PeerId};
 use crate::proto::webtorrent::{Announce, Failure, Incoming, Outgoing, Scrape};
 use crate::proto::{InfoHash, Manifest, ManifestError, PublicKey};
+use crate::server::admission::{admit_publisher, published};
+use crate::server::error::ApiError;
+use crate::server::metrics::{Limiter, PublishKind, PublishResult};
 use crate::server::pubsub::{push_frame, Frame, Outbox};
+use crate::server::rate_limit::{ClientKey, MessageKind};
 use crate::server::AppState;
 use crate::store::{ManifestRecord, PutOutcome, StoreError};
 
@@ -40,9 +44,27 @@ pub enum PublishError {
     /// The store failed.
     #[error("storage failure")]
     Store(#[from] StoreError),
+    /// Admission refused it: proof-of-work, the per-key quota or the identity cap.
+    #[error("{0}")]
+    Refused(ApiError),
 }
 
 impl PublishError {
+    /// How the publish metric classifies this refusal (`None` for conflicts, which are
+    /// counted when the store reports them).
+    fn metric(&self) -> Option<PublishResult> {
+        Some(match self {
+            Self::Manifest(ManifestError::TooLarge { .. }) => PublishResult::TooLarge,
+            Self::Manifest(_) | Self::MissingManifest => PublishResult::Invalid,
+            Self::Conflict { .. } => return None,
+            Self::Store(_) => PublishResult::Error,
+            Self::Refused(ApiError::RateLimited { .. }) => PublishResult::RateLimited,
+            Self::Refused(ApiError::Pow { .. }) => PublishResult::PowRequired,
+            Self::Refused(ApiError::StoreFull) => PublishResult::StoreFull,
+            Self::Refused(_) => PublishResult::Error,
+        })
+    }
+
     /// The `failure reason`, machine-readable prefix first.
     #[must_use]
     pub fn failure_reason(&self) -> String {
@@ -51,6 +73,18 @@ impl PublishError {
             Self::Manifest(_) | Self::MissingManifest => format!("invalid: {self}"),
             Self::Conflict { .. } => format!("conflict: {self}"),
             Self::Store(_) => "unavailable: storage failure; try again later".into(),
+            Self::Refused(e) => {
+                let (_, code) = e.status_and_code();
+                match e {
+                    ApiError::Pow {
+                        difficulty, nonce, ..
+                    } => format!(
+                        "{code}: {e}; send a stamp for difficulty {difficulty} and nonce \
+                         {nonce} in the frame's \"pow\" member"
+                    ),
+                    _ => format!("{code}: {e}"),
+                }
+            }
         }
     }
 }
@@ -59,6 +93,11 @@ impl PublishError {
 pub struct Session {
     state: AppState,
     outbox: Outbox,
+    /// Who the rate limiter charges this socket's messages to.
+    client: ClientKey,
+    /// This socket's own message and subscribe quotas (`websocket.*_quota`).
+    messages: governor::DefaultDirectRateLimiter,
+    subscribes: governor::DefaultDirectRateLimiter,
     subscriptions: HashSet<PublicKey>,
     joined: HashSet<(InfoHash, PeerId)>,
 }
@@ -66,10 +105,16 @@ pub struct Session {
 impl Session {
     /// A session writing to `outbox`.
     #[must_use]
-    pub fn new(state: AppState, outbox: Outbox) -> Self {
+    pub fn new(state: AppState, outbox: Outbox, client: ClientKey) -> Self {
+        let cfg = &state.config().websocket;
+        let messages = governor::RateLimiter::direct(cfg.message_quota.to_governor());
+        let subscribes = governor::RateLimiter::direct(cfg.subscribe_quota.to_governor());
         Self {
+            messages,
+            subscribes,
             state,
             outbox,
+            client,
             subscriptions: HashSet::new(),
             joined: HashSet::new(),
         }
@@ -105,6 +150,31 @@ impl Session {
             Err(_) => return self.fail(None, "invalid: not valid JSON"),
         };
         let action = value.get("action").and_then(Value::as_str).map(echo);
+        // Each message is charged to the client's HTTP read or write quota, so switching
+        // to the socket does not escape the limits.
+        let kind = match action.as_deref() {
+            Some("publish") => MessageKind::Write,
+            _ => MessageKind::Read,
+        };
+        let own = match action.as_deref() {
+            Some("subscribe") => self.messages.check().and_then(|()| self.subscribes.check()),
+            _ => self.messages.check(),
+        };
+        if own.is_err() {
+            self.state.metrics().rate_limited(Limiter::Websocket);
+            let reason = "rate-limited: this socket sends too fast (websocket.message_quota, \
+                          websocket.subscribe_quota)";
+            return self.fail(action.as_deref(), reason);
+        }
+        if let Err(limited) = self.state.rate_limiter().check_message(&self.client, kind) {
+            let e = ApiError::from(limited);
+            if kind == MessageKind::Write {
+                self.state
+                    .metrics()
+                    .publish(PublishKind::Manifest, PublishResult::RateLimited);
+            }
+            return self.fail(action.as_deref(), format!("rate-limited: {e}"));
+        }
         match Incoming::from_value(value) {
             Err(e) => self.fail(action.as_deref(), e.failure_reason()),
             Ok(Incoming::Announce(a)) => self.announce(&a),
@@ -158,6 +228,9 @@ impl Session {
                 if let PublishError::Store(cause) = &e {
                     tracing::error!(error = %cause, "WebSocket publish: storage failure");
                 }
+                if let Some(result) = e.metric() {
+                    self.state.metrics().publish(PublishKind::Manifest, result);
+                }
                 let mut v = json!({"action": "publish", "failure reason": e.failure_reason()});
                 if let PublishError::Conflict { current, .. } = e {
                     v["currentSequence"] = current.into();
@@ -171,12 +244,26 @@ impl Session {
     /// Validate as `PUT /v1/manifests` does (the frame re-parsed strictly), store, fan out.
     async fn try_publish(&self, text: &str) -> Result<u64, PublishError> {
         let frame = parse_strict(text.as_bytes()).map_err(ManifestError::Json)?;
-        let value = match frame {
-            Value::Object(mut m) => m.remove("manifest"),
-            _ => None,
-        }
-        .ok_or(PublishError::MissingManifest)?;
+        let (value, stamp) = match frame {
+            Value::Object(mut m) => (m.remove("manifest"), m.remove("pow")),
+            _ => (None, None),
+        };
+        let value = value.ok_or(PublishError::MissingManifest)?;
         let manifest = Manifest::verify_value(value, self.state.manifest_limits())?;
+        // The same admission as `PUT /v1/manifests`: proof-of-work (the stamp binds the
+        // canonical manifest bytes), then the per-key quota and the identity cap.
+        let stamp = stamp
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(|s| axum::http::HeaderValue::from_str(s).ok());
+        self.state
+            .pow()
+            .check_write(
+                stamp.as_ref(),
+                manifest.canonical_bytes(),
+                self.state.metrics(),
+            )
+            .map_err(PublishError::Refused)?;
         let now = crate::now_ms();
         let skew_ms = self
             .state
@@ -186,6 +273,9 @@ impl Session {
             .saturating_mul(1000);
         manifest.check_timestamp(u64::try_from(now).unwrap_or(0), skew_ms)?;
         let key = *manifest.public_key();
+        admit_publisher(&self.state, &key, PublishKind::Manifest)
+            .await
+            .map_err(PublishError::Refused)?;
         let sequence = manifest.sequence();
         let record = ManifestRecord {
             key,
@@ -193,7 +283,10 @@ impl Session {
             body: manifest.into_canonical_bytes(),
             updated_at_ms: now,
         };
-        match self.state.store().put_manifest(&record).await? {
+        let outcome = self.state.store().put_manifest(&record).await?;
+        let axum::Extension(result) = published(&self.state, outcome);
+        self.state.metrics().publish(PublishKind::Manifest, result);
+        match outcome {
             PutOutcome::Created | PutOutcome::Updated => {
                 self.state
                     .pubsub()

@@ -14,6 +14,7 @@
 //! `to_peer_id`, and is dropped if that peer is gone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rand::seq::IteratorRandom;
@@ -68,15 +69,28 @@ pub struct AnnounceOutcome {
     pub joined: bool,
 }
 
+/// Offers and answers relayed since start (see [`Swarms::relay_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayCounts {
+    /// Offers queued to another peer of the swarm.
+    pub offers: u64,
+    /// Answers queued to the peer named by `to_peer_id`.
+    pub answers: u64,
+}
+
 /// All WebSocket swarms. Share it behind an `Arc`.
 pub struct Swarms {
     shards: Box<[Mutex<Shard>]>,
+    offers_relayed: AtomicU64,
+    answers_relayed: AtomicU64,
 }
 
 impl Default for Swarms {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            offers_relayed: AtomicU64::new(0),
+            answers_relayed: AtomicU64::new(0),
         }
     }
 }
@@ -145,6 +159,14 @@ impl Swarms {
         if shard.get(&a.info_hash).is_some_and(|t| t.peers.is_empty()) {
             shard.remove(&a.info_hash);
         }
+        drop(shard);
+        if offers_relayed > 0 {
+            let n = u64::try_from(offers_relayed).unwrap_or(u64::MAX);
+            self.offers_relayed.fetch_add(n, Ordering::Relaxed);
+        }
+        if answer_relayed {
+            self.answers_relayed.fetch_add(1, Ordering::Relaxed);
+        }
         let reply = a.answer.is_none().then_some({
             Outgoing::AnnounceResponse(AnnounceResponse {
                 info_hash: a.info_hash,
@@ -192,6 +214,15 @@ impl Swarms {
                     shard.remove(ih);
                 }
             }
+        }
+    }
+
+    /// Offers and answers relayed so far (for metrics and tests).
+    #[must_use]
+    pub fn relay_counts(&self) -> RelayCounts {
+        RelayCounts {
+            offers: self.offers_relayed.load(Ordering::Relaxed),
+            answers: self.answers_relayed.load(Ordering::Relaxed),
         }
     }
 
@@ -305,6 +336,8 @@ mod tests {
         assert!(out.reply.is_none() && out.answer_relayed);
         let got = Outgoing::parse(rx_b.try_recv().unwrap().as_str()).unwrap();
         assert!(matches!(got, Outgoing::Answer(x) if x.peer_id == PeerId::from([1; 20])));
+        let counts = swarms.relay_counts();
+        assert_eq!((counts.offers, counts.answers), (1, 1));
 
         let st = swarms.scrape(&[InfoHash::from([7; 20]), InfoHash::from([8; 20])]);
         assert_eq!(st.files[0].1.complete + st.files[0].1.incomplete, 2);

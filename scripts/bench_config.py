@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/bench-compare (no third-party modules).
+
+  bench_config.py CONFIG PORT server            point an aquatic tracker config at 127.0.0.1:PORT
+  bench_config.py CONFIG PORT load-PROTO SECS   point an aquatic load-test config at it, for SECS
+  bench_config.py LOG 0 parse                   print "<responses/s> <announce responses/s> <invalid>",
+                                                then drop the per-packet complaints from LOG
+  bench_config.py TRACKERS 0 summary            markdown: medians, spreads and ratios
+"""
+import re
+import statistics
+import sys
+
+
+def patch(path, port, mode, secs):
+    out = []
+    for line in open(path, encoding="utf-8").read().splitlines():
+        m = re.match(r'^(\s*)(\w+)\s*=\s*"(.*)"\s*$', line)
+        if m and re.search(r"address", m.group(2)) and re.search(r":\d+$", m.group(3)):
+            ipv6 = m.group(3).startswith("[")
+            host = "[::1]" if ipv6 else "127.0.0.1"
+            line = f'{m.group(1)}{m.group(2)} = "{host}:{port}"'
+        elif re.match(r"^\s*use_ipv6\s*=", line):
+            line = "use_ipv6 = false"
+        elif re.match(r"^\s*drop_privileges\s*=", line):
+            line = "drop_privileges = false"
+        elif mode.startswith("load") and re.match(r"^duration\s*=", line):
+            line = f"duration = {secs}"
+        elif re.match(r"^\s*log_level\s*=", line):
+            line = 'log_level = "error"'
+        out.append(line)
+    open(path, "w", encoding="utf-8").write("\n".join(out) + "\n")
+
+
+def parse(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    avg = re.findall(r"Average responses per second:\s*([\d.]+)", text)
+    ann = re.findall(r"Announce responses:\s*([\d.]+)", text)
+    invalid = text.count("Received invalid response")
+    print(f"{avg[-1] if avg else 0} {ann[-1] if ann else 0} {invalid}")
+
+
+def compact(path):
+    """Replace the load tester's per-packet complaints by their count (they run to MBs)."""
+    lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
+    invalid = sum(1 for l in lines if l.startswith("Received invalid response"))
+    if not invalid:
+        return
+    noise = re.compile(r"^(Received invalid response|\s+kind:|\s+error:|})")
+    kept = [l for l in lines if not noise.match(l)]
+    kept.insert(0, f"[{invalid} 'Received invalid response' entries removed by bench_config.py]")
+    open(path, "w", encoding="utf-8").write("\n".join(kept) + "\n")
+
+
+def summary(path):
+    rows = {}  # (proto, name) -> [(round, responses, announces, invalid)]
+    for line in open(path, encoding="utf-8"):
+        parts = line.split()
+        if len(parts) < 6:
+            continue
+        proto, name, rnd = parts[0], parts[1], int(parts[2])
+        rows.setdefault((proto, name), []).append(
+            (rnd, float(parts[3]), float(parts[4]), int(parts[5]))
+        )
+
+    import json
+
+    json_path = re.sub(r"\.txt$", "", path) + ".json"
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(
+            [
+                {"protocol": p, "tracker": n, "round": r[0], "responses_per_s": r[1],
+                 "announce_responses_per_s": r[2], "invalid_answers": r[3]}
+                for (p, n), runs in sorted(rows.items()) for r in runs
+            ],
+            f,
+            indent=1,
+        )
+
+    def spread(values):
+        if not values:
+            return "n/a"
+        return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+    print("| protocol | tracker | responses/s median (min–max) | announce responses/s | invalid answers |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for (proto, name), runs in sorted(rows.items()):
+        print(
+            f"| {proto} | {name} | {spread([r[1] for r in runs])} | "
+            f"{spread([r[2] for r in runs])} | {sum(r[3] for r in runs)} |"
+        )
+    print()
+    print("| protocol | ours / fastest valid other | per-round ratios median (min–max) |")
+    print("| --- | --- | ---: |")
+    for proto in sorted({p for p, _ in rows}):
+        ours = {r[0]: r[1] for r in rows.get((proto, "megatorrent"), [])}
+        # An anchor whose answers the load tester cannot read (opentracker's whitelist build
+        # refuses unknown info-hashes) is no anchor.
+        anchors = [
+            (name, runs)
+            for (p, name), runs in rows.items()
+            if p == proto and name != "megatorrent" and sum(r[3] for r in runs) == 0
+            and statistics.median([r[2] for r in runs] or [0]) > 0
+        ]
+        if not ours or not anchors:
+            print(f"| {proto} | no valid anchor measured | |")
+            continue
+        best_name, best = max(anchors, key=lambda a: statistics.median([r[1] for r in a[1]]))
+        ratios = [ours[r[0]] / r[1] for r in best if r[0] in ours and r[1] > 0]
+        print(f"| {proto} | vs {best_name} | {spread_ratio(ratios)} |")
+
+
+def spread_ratio(values):
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
+
+
+if __name__ == "__main__":
+    target, port, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    if mode == "parse":
+        parse(target)
+        compact(target)
+    elif mode == "summary":
+        summary(target)
+    else:
+        patch(target, port, mode, sys.argv[4] if len(sys.argv) > 4 else "0")

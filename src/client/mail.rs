@@ -1,0 +1,330 @@
+//! Sealing and opening mailbox envelopes (see `docs/mail.md`).
+//!
+//! * HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305,
+//!   `info` = [`HPKE_INFO`], empty AAD.
+//! * The recipient's X25519 key is derived from its Ed25519 identity: the public key is
+//!   mapped to Montgomery form ([`ed25519_dalek::VerifyingKey::to_montgomery`]); the secret
+//!   is the Ed25519 secret scalar (clamped lower half of SHA-512 of the seed,
+//!   [`ed25519_dalek::SigningKey::to_scalar_bytes`]). Both sides of X25519 then agree.
+//! * Envelope: `0x01 ‖ enc (32 bytes) ‖ ciphertext`. Plaintext before sealing:
+//!   `u32 BE length ‖ letter JSON ‖ zero padding` up to the next bucket (a power of two,
+//!   512..=[`MAX_BUCKET`] bytes), so the server sees only the bucket.
+//! * Letter JSON: `{from, to, timestamp, content, replyTo?, signature}`; `signature` is the
+//!   sender's Ed25519 over [`LETTER_CONTEXT`] `‖ "\n" ‖` JCS of the other fields. Including
+//!   `to` stops a recipient from re-sealing a signed letter to someone else as if sent to them.
+
+use ed25519_dalek::{Signer, SigningKey};
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use serde::{Deserialize, Serialize};
+
+use crate::proto::{PublicKey, Signature};
+
+/// HPKE `info` for mailbox envelopes.
+pub const HPKE_INFO: &[u8] = b"megatorrent-mail-v1";
+/// First line of the signed letter bytes.
+pub const LETTER_CONTEXT: &str = "megatorrent-letter-v1";
+/// Envelope format version byte.
+pub const VERSION: u8 = 1;
+/// Smallest padding bucket.
+pub const MIN_BUCKET: usize = 512;
+/// Largest padding bucket: an envelope is at most `1 + 32 + MAX_BUCKET + 16` bytes, below
+/// the server's default 64 KiB cap.
+pub const MAX_BUCKET: usize = 32 * 1024;
+const ENC_LEN: usize = 32;
+
+/// Why sealing or opening failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MailError {
+    /// The letter does not fit the largest bucket.
+    #[error("message too long: {size} bytes, at most {max} after encoding")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A key is not a valid Ed25519 point.
+    #[error("not a valid public key")]
+    BadKey,
+    /// The envelope is not in the expected format or does not decrypt.
+    #[error("the envelope does not decrypt with this key")]
+    Undecryptable,
+    /// The decrypted letter is malformed.
+    #[error("malformed letter: {0}")]
+    Malformed(String),
+    /// The sender's signature does not verify.
+    #[error("the sender's signature does not verify")]
+    BadSignature,
+    /// The letter was signed for another recipient.
+    #[error("the letter was addressed to another key")]
+    WrongRecipient,
+}
+
+/// The signed fields of a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Unsigned {
+    from: PublicKey,
+    to: PublicKey,
+    timestamp: u64,
+    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Signed {
+    #[serde(flatten)]
+    letter: Unsigned,
+    signature: Signature,
+}
+
+/// A verified letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    /// The sender (its signature verified).
+    pub from: PublicKey,
+    /// Sender's time, ms since the epoch.
+    pub timestamp: u64,
+    /// The text.
+    pub content: String,
+    /// The id of the letter this answers, if any.
+    pub reply_to: Option<String>,
+}
+
+fn signed_bytes(u: &Unsigned) -> Result<Vec<u8>, MailError> {
+    let jcs = serde_jcs::to_vec(u).map_err(|e| MailError::Malformed(e.to_string()))?;
+    let mut out = format!("{LETTER_CONTEXT}\n").into_bytes();
+    out.extend_from_slice(&jcs);
+    Ok(out)
+}
+
+/// The OS random generator behind `hpke`'s `rand_core` (0.9) traits: `rand` 0.8's
+/// `OsRng`, which panics only if the OS cannot give randomness at all.
+struct OsRng09;
+
+impl hpke::rand_core::RngCore for OsRng09 {
+    fn next_u32(&mut self) -> u32 {
+        rand::RngCore::next_u32(&mut rand::rngs::OsRng)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(&mut rand::rngs::OsRng)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, dst);
+    }
+}
+
+impl hpke::rand_core::CryptoRng for OsRng09 {}
+
+/// The padding bucket for `len` bytes of framed plaintext.
+#[must_use]
+pub fn bucket(len: usize) -> usize {
+    len.max(MIN_BUCKET).next_power_of_two()
+}
+
+/// The recipient's X25519 public key derived from its Ed25519 key.
+pub fn x25519_public(key: &PublicKey) -> Result<[u8; 32], MailError> {
+    let vk = key.verifying_key().map_err(|_| MailError::BadKey)?;
+    Ok(vk.to_montgomery().to_bytes())
+}
+
+/// The X25519 secret derived from an Ed25519 signing key.
+#[must_use]
+pub fn x25519_secret(key: &SigningKey) -> [u8; 32] {
+    key.to_scalar_bytes()
+}
+
+/// Sign and seal `content` from `sender` to `to` (its Ed25519 key).
+pub fn seal(
+    sender: &SigningKey,
+    to: &PublicKey,
+    timestamp: u64,
+    content: &str,
+    reply_to: Option<&str>,
+) -> Result<Vec<u8>, MailError> {
+    let letter = Unsigned {
+        from: PublicKey::from(sender),
+        to: *to,
+        timestamp,
+        content: content.to_owned(),
+        reply_to: reply_to.map(str::to_owned),
+    };
+    let signature: Signature = sender.sign(&signed_bytes(&letter)?).into();
+    let json = serde_json::to_vec(&Signed { letter, signature })
+        .map_err(|e| MailError::Malformed(e.to_string()))?;
+    let framed = json.len().saturating_add(4);
+    if framed > MAX_BUCKET {
+        return Err(MailError::TooLarge {
+            size: framed,
+            max: MAX_BUCKET,
+        });
+    }
+    let len = u32::try_from(json.len()).map_err(|_| MailError::TooLarge {
+        size: framed,
+        max: MAX_BUCKET,
+    })?;
+    let mut plain = Vec::with_capacity(bucket(framed));
+    plain.extend_from_slice(&len.to_be_bytes());
+    plain.extend_from_slice(&json);
+    plain.resize(bucket(framed), 0);
+    let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&x25519_public(to)?)
+        .map_err(|_| MailError::BadKey)?;
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+        &OpModeS::Base,
+        &pk,
+        HPKE_INFO,
+        &plain,
+        b"",
+        &mut OsRng09,
+    )
+    .map_err(|_| MailError::BadKey)?;
+    let mut out = Vec::with_capacity(1 + ENC_LEN + ct.len());
+    out.push(VERSION);
+    out.extend_from_slice(&enc.to_bytes());
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Open an envelope with the recipient's key, verify the sender's signature and that the
+/// letter is addressed to this key.
+pub fn open(recipient: &SigningKey, envelope: &[u8]) -> Result<Letter, MailError> {
+    let (&version, rest) = envelope.split_first().ok_or(MailError::Undecryptable)?;
+    if version != VERSION || rest.len() < ENC_LEN {
+        return Err(MailError::Undecryptable);
+    }
+    let (enc, ct) = rest.split_at(ENC_LEN);
+    let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
+        .map_err(|_| MailError::Undecryptable)?;
+    let sk = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&x25519_secret(recipient))
+        .map_err(|_| MailError::Undecryptable)?;
+    let plain = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        HPKE_INFO,
+        ct,
+        b"",
+    )
+    .map_err(|_| MailError::Undecryptable)?;
+    let bad = |m: &str| MailError::Malformed(m.to_owned());
+    let (len, body) = plain.split_at_checked(4).ok_or_else(|| bad("short"))?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let json = body
+        .get(..len)
+        .ok_or_else(|| bad("length beyond padding"))?;
+    let signed: Signed =
+        serde_json::from_slice(json).map_err(|e| MailError::Malformed(e.to_string()))?;
+    let letter = signed.letter;
+    letter.from.verifying_key().map_err(|_| MailError::BadKey)?;
+    if !letter
+        .from
+        .verify_strict(&signed_bytes(&letter)?, &signed.signature)
+    {
+        return Err(MailError::BadSignature);
+    }
+    if letter.to != PublicKey::from(recipient) {
+        return Err(MailError::WrongRecipient);
+    }
+    Ok(Letter {
+        from: letter.from,
+        timestamp: letter.timestamp,
+        content: letter.content,
+        reply_to: letter.reply_to,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sk(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    #[test]
+    fn sealed_letters_open_only_for_the_recipient() {
+        let (a, b, c) = (sk(1), sk(2), sk(3));
+        let env = seal(&a, &PublicKey::from(&b), 42, "hello B", Some("x")).unwrap();
+        assert_eq!(env.len(), 1 + 32 + 512 + 16);
+        assert!(!env.windows(7).any(|w| w == b"hello B"));
+        let pa = PublicKey::from(&a).to_hex();
+        assert!(!hex::encode(&env).contains(&pa));
+        let got = open(&b, &env).unwrap();
+        assert_eq!(
+            got,
+            Letter {
+                from: PublicKey::from(&a),
+                timestamp: 42,
+                content: "hello B".into(),
+                reply_to: Some("x".into()),
+            }
+        );
+        assert_eq!(open(&c, &env), Err(MailError::Undecryptable));
+        let mut bad = env.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(open(&b, &bad), Err(MailError::Undecryptable));
+        assert_eq!(open(&b, b""), Err(MailError::Undecryptable));
+    }
+
+    #[test]
+    fn lengths_are_bucketed() {
+        let (a, b) = (sk(1), sk(2));
+        let to = PublicKey::from(&b);
+        let len = |n: usize| seal(&a, &to, 1, &"x".repeat(n), None).unwrap().len();
+        assert_eq!(len(1), len(50));
+        assert_eq!(len(1), 1 + 32 + 512 + 16);
+        assert_eq!(len(300), 1 + 32 + 1024 + 16);
+        assert_eq!(len(20_000), 1 + 32 + MAX_BUCKET + 16);
+        assert!(matches!(
+            seal(&a, &to, 1, &"x".repeat(MAX_BUCKET), None),
+            Err(MailError::TooLarge { .. })
+        ));
+    }
+
+    /// A letter signed for B but re-sealed by B to C is refused by C; a forged `from` fails.
+    #[test]
+    fn forwarding_and_forgery_are_detected() {
+        let (a, b, c) = (sk(1), sk(2), sk(3));
+        let forged_to = |letter: Unsigned, signer: &SigningKey, seal_to: &PublicKey| {
+            let signature: Signature = signer.sign(&signed_bytes(&letter).unwrap()).into();
+            let json = serde_json::to_vec(&Signed { letter, signature }).unwrap();
+            let mut plain = (json.len() as u32).to_be_bytes().to_vec();
+            plain.extend_from_slice(&json);
+            plain.resize(bucket(plain.len()), 0);
+            let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(
+                &x25519_public(seal_to).unwrap(),
+            )
+            .unwrap();
+            let (enc, ct) = hpke::single_shot_seal::<
+                ChaCha20Poly1305,
+                HkdfSha256,
+                X25519HkdfSha256,
+                _,
+            >(&OpModeS::Base, &pk, HPKE_INFO, &plain, b"", &mut OsRng09)
+            .unwrap();
+            let mut out = vec![VERSION];
+            out.extend_from_slice(&enc.to_bytes());
+            out.extend_from_slice(&ct);
+            out
+        };
+        let letter = |from: &SigningKey, to: &SigningKey| Unsigned {
+            from: PublicKey::from(from),
+            to: PublicKey::from(to),
+            timestamp: 1,
+            content: "hi".into(),
+            reply_to: None,
+        };
+        let to_c = PublicKey::from(&c);
+        let env = forged_to(letter(&a, &b), &a, &to_c);
+        assert_eq!(open(&c, &env), Err(MailError::WrongRecipient));
+        let env = forged_to(letter(&a, &c), &b, &to_c);
+        assert_eq!(open(&c, &env), Err(MailError::BadSignature));
+    }
+}

@@ -1,0 +1,312 @@
+//! `megatorrent seed`: seed our own messages and every fetched feed, announcing each to our
+//! tracker; and the background seeder `share --detach` starts.
+//!
+//! The seeder rescans `messages/` and `feeds/` every [`RESCAN`], so a running seeder picks
+//! up what `share` and `find` add. Its PID is in `seed.pid`, the info-hashes it seeds in
+//! `seed.state` (one hex hash a line), its log in `seed.log`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use librqbit::spawn_utils::BlockingSpawner;
+use librqbit::CreateTorrentOptions;
+
+use super::announce::{Announce, Event, TrackerClient};
+use super::cli::{self, Cli, CliError};
+use super::feed::{self, io_err, FeedError};
+use super::identity::Home;
+use super::torrent::{strip_udp_trackers, Engine, EngineConfig, TorrentError};
+
+/// How often the seeder looks for new message files.
+pub const RESCAN: Duration = Duration::from_secs(2);
+/// Bounds on the re-announce interval (the tracker's `interval`, clamped).
+pub const MIN_REANNOUNCE: Duration = Duration::from_secs(15);
+/// See [`MIN_REANNOUNCE`].
+pub const MAX_REANNOUNCE: Duration = Duration::from_secs(1800);
+
+/// `megatorrent seed` arguments.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Address the peer listener binds to
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Seed only this identity's own messages, not the feeds fetched with `find`
+    #[arg(long)]
+    pub own_only: bool,
+}
+
+/// The magnet of the single-file torrent of `file` (same info-hash the seeder produces).
+pub async fn magnet_of(file: &Path, tracker: &str) -> Result<String, FeedError> {
+    let created = librqbit::create_torrent(
+        file,
+        CreateTorrentOptions {
+            name: None,
+            trackers: vec![tracker.to_owned()],
+            piece_length: None,
+        },
+        &BlockingSpawner::new(1),
+    )
+    .await
+    .map_err(|e| TorrentError::Engine(format!("{e:#}")))?;
+    Ok(strip_udp_trackers(&created.as_magnet().to_string())?)
+}
+
+fn pid_path(home: &Home) -> PathBuf {
+    home.dir().join("seed.pid")
+}
+
+fn state_path(home: &Home) -> PathBuf {
+    home.dir().join("seed.state")
+}
+
+/// Is the seeder named in `seed.pid` alive? (Linux: looks in /proc.)
+fn running_seeder(home: &Home) -> bool {
+    let Ok(pid) = std::fs::read_to_string(pid_path(home)) else {
+        return false;
+    };
+    let cmdline = format!("/proc/{}/cmdline", pid.trim());
+    std::fs::read(cmdline)
+        .map(|c| String::from_utf8_lossy(&c).contains("megatorrent"))
+        .unwrap_or(false)
+}
+
+fn is_seeding(home: &Home, hash: &str) -> bool {
+    std::fs::read_to_string(state_path(home))
+        .map(|s| s.lines().any(|l| l == hash))
+        .unwrap_or(false)
+}
+
+/// Make sure a background seeder runs for `home` and seeds `magnet`, starting one if needed.
+pub async fn ensure_background(
+    cli: &Cli,
+    home: &Home,
+    listen: &SocketAddr,
+    magnet: &str,
+) -> Result<(), CliError> {
+    let hash = hex::encode(super::torrent::magnet_info_hash(magnet).map_err(FeedError::from)?);
+    let mut child = None;
+    if !running_seeder(home) {
+        let exe = std::env::current_exe().map_err(|e| FeedError::Seeder(e.to_string()))?;
+        let log_path = home.dir().join("seed.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err("open", &log_path))?;
+        let spawned = std::process::Command::new(exe)
+            .arg("--home")
+            .arg(home.dir())
+            .arg("--server")
+            .arg(&cli.server)
+            .arg("--timeout")
+            .arg(cli.timeout.to_string())
+            .arg("seed")
+            .arg("--listen")
+            .arg(listen.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| FeedError::Seeder(e.to_string()))?;
+        child = Some(spawned);
+    }
+    let deadline = Instant::now() + Duration::from_secs(cli.timeout);
+    while Instant::now() < deadline {
+        if is_seeding(home, &hash) {
+            return Ok(());
+        }
+        if let Some(c) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(
+                    FeedError::Seeder(format!("it exited ({status}); see seed.log")).into(),
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(FeedError::Seeder(format!(
+        "it did not seed the message within {}s",
+        cli.timeout
+    ))
+    .into())
+}
+
+struct Seeding {
+    info_hash: [u8; 20],
+    next_announce: Instant,
+    announced: bool,
+}
+
+/// `megatorrent seed` (and `share` without `--detach`): seed until interrupted.
+pub async fn run(
+    cli: &Cli,
+    home: &Home,
+    listen: SocketAddr,
+    include_feeds: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    feed::refuse_proxied(cli)?;
+    home.ensure_dir()?;
+    let pid = pid_path(home);
+    std::fs::write(&pid, std::process::id().to_string()).map_err(io_err("write", &pid))?;
+    let engine = Engine::start(&EngineConfig::new(listen), home.dir().to_owned())
+        .await
+        .map_err(FeedError::from)?;
+    let tracker = feed::tracker_client(cli, home).await?;
+    let tracker_url = feed::tracker_url(cli)?;
+    let mut seeding: HashMap<PathBuf, Seeding> = HashMap::new();
+    let mut bad: HashSet<PathBuf> = HashSet::new();
+    let mut first = true;
+    let result = loop {
+        for file in candidates(home, include_feeds) {
+            if seeding.contains_key(&file) || bad.contains(&file) {
+                continue;
+            }
+            match engine
+                .seed_file(&file, std::slice::from_ref(&tracker_url))
+                .await
+            {
+                Ok(s) => {
+                    seeding.insert(
+                        file,
+                        Seeding {
+                            info_hash: s.info_hash,
+                            next_announce: Instant::now(),
+                            announced: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    cli::note(&format!("warning: cannot seed {}: {e}", file.display()));
+                    bad.insert(file);
+                }
+            }
+        }
+        announce_due(&engine, &tracker, &mut seeding).await;
+        write_state(home, &seeding);
+        if first {
+            first = false;
+            let line = format!(
+                "seeding {} torrents on port {}\n",
+                seeding.len(),
+                engine.port()
+            );
+            if let Err(e) = cli::emit(out, line.as_bytes()) {
+                break Err(e);
+            }
+        }
+        tokio::select! {
+            () = shutdown_signal() => break Ok(()),
+            () = tokio::time::sleep(RESCAN) => {}
+        }
+    };
+    for s in seeding.values() {
+        let a = announce(&engine, &s.info_hash, Event::Stopped);
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.announce(&a)).await;
+    }
+    engine.stop().await;
+    let _ = std::fs::remove_file(&pid);
+    let _ = std::fs::remove_file(state_path(home));
+    result
+}
+
+fn announce<'a>(engine: &'a Engine, info_hash: &'a [u8; 20], event: Event) -> Announce<'a> {
+    Announce {
+        info_hash,
+        peer_id: engine.peer_id(),
+        port: engine.port(),
+        left: 0,
+        event,
+    }
+}
+
+async fn announce_due(
+    engine: &Engine,
+    tracker: &TrackerClient,
+    seeding: &mut HashMap<PathBuf, Seeding>,
+) {
+    let now = Instant::now();
+    for s in seeding.values_mut().filter(|s| s.next_announce <= now) {
+        match tracker
+            .announce(&announce(engine, &s.info_hash, Event::Started))
+            .await
+        {
+            Ok(reply) => {
+                let every =
+                    Duration::from_secs(reply.interval).clamp(MIN_REANNOUNCE, MAX_REANNOUNCE);
+                s.next_announce = now + every;
+                s.announced = true;
+            }
+            Err(e) => {
+                cli::note(&format!("warning: announce failed: {e:#}"));
+                s.next_announce = now + MIN_REANNOUNCE;
+            }
+        }
+    }
+}
+
+fn write_state(home: &Home, seeding: &HashMap<PathBuf, Seeding>) {
+    let mut text = String::new();
+    for s in seeding.values().filter(|s| s.announced) {
+        text.push_str(&hex::encode(s.info_hash));
+        text.push('\n');
+    }
+    let tmp = home.dir().join("seed.state.tmp");
+    if std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, state_path(home)))
+        .is_err()
+    {
+        cli::note("warning: cannot write seed.state");
+    }
+}
+
+/// Every message file to seed: own `messages/msg-*.json`, and verified fetched ones.
+fn candidates(home: &Home, include_feeds: bool) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = list(&feed::own_dir(home))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("msg-") && n.ends_with(".json"))
+        })
+        .collect();
+    if include_feeds {
+        for feed in list(&home.dir().join("feeds")) {
+            for marker in list(&feed) {
+                let name = marker.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if let Some(hash) = name.strip_suffix(".ok") {
+                    if let Ok(file) = feed::single_file(&feed.join(hash)) {
+                        files.push(file);
+                    }
+                }
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

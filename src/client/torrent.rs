@@ -1,0 +1,326 @@
+//! The torrent engine (librqbit), wrapped so that our code owns every network decision.
+//!
+//! [`session_options`] is the one place the engine is configured: no DHT, no local service
+//! discovery, no uTP, no UPnP, no tracker traffic of its own, and a TCP listener bound to the
+//! configured address. Peers come only from our own tracker client
+//! ([`super::announce`]), handed over as `initial_peers`; `udp://` trackers are stripped
+//! from every magnet and torrent we create or add ([`strip_udp_trackers`]).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use librqbit::api::TorrentIdOrHash;
+use librqbit::dht::Id20;
+use librqbit::spawn_utils::BlockingSpawner;
+use librqbit::{
+    AddTorrent, AddTorrentOptions, ConnectionOptions, CreateTorrentOptions, ListenerMode,
+    ListenerOptions, Magnet, PeerConnectionOptions, Session, SessionOptions,
+};
+
+/// Why an engine operation failed. librqbit reports `anyhow` errors; their text is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum TorrentError {
+    /// The session could not start (e.g. the listen address is taken).
+    #[error("cannot start the torrent engine: {0}")]
+    Start(String),
+    /// The magnet link does not parse.
+    #[error("invalid magnet link: {0}")]
+    BadMagnet(String),
+    /// A torrent could not be created or added.
+    #[error("torrent engine error: {0}")]
+    Engine(String),
+    /// The torrent is larger than the caller allows.
+    #[error("torrent is {size} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// Total size announced by the torrent.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The download did not finish in time.
+    #[error("download did not finish within {}s", .0.as_secs())]
+    Timeout(Duration),
+}
+
+fn engine_err(e: impl std::fmt::Display) -> TorrentError {
+    TorrentError::Engine(format!("{e:#}"))
+}
+
+/// Engine settings chosen by the caller.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where the TCP peer listener binds (e.g. `127.0.0.1:0`).
+    pub listen: SocketAddr,
+    /// Our peer id (also sent in our own tracker announces).
+    pub peer_id: [u8; 20],
+}
+
+impl EngineConfig {
+    /// A config listening on `listen` with a fresh random peer id (`-MT0001-` + 12 random).
+    #[must_use]
+    pub fn new(listen: SocketAddr) -> Self {
+        let mut peer_id = *b"-MT0001-000000000000";
+        let tail: [u8; 12] = rand::random();
+        for (dst, b) in peer_id[8..].iter_mut().zip(tail) {
+            *dst = b"0123456789abcdefghijklmnopqrstuvwxyz"[usize::from(b) % 36];
+        }
+        Self { listen, peer_id }
+    }
+}
+
+/// Connect/read timeouts for peer connections.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// THE session options: every network decision of the engine is made here.
+#[must_use]
+pub fn session_options(cfg: &EngineConfig) -> SessionOptions {
+    SessionOptions {
+        // No DHT, no local service discovery, no trackers of its own: peers come only
+        // from our tracker client, as `initial_peers`.
+        dht: None,
+        disable_local_service_discovery: true,
+        disable_trackers: true,
+        trackers: HashSet::new(),
+        blocklist_url: None,
+        allowlist_url: None,
+        persistence: None,
+        fastresume: false,
+        peer_id: Some(Id20::new(cfg.peer_id)),
+        ipv4_only: cfg.listen.is_ipv4(),
+        listen: Some(ListenerOptions {
+            // TCP only: no uTP socket, so no uTP in either direction.
+            mode: ListenerMode::TcpOnly,
+            listen_addr: cfg.listen,
+            enable_upnp_port_forwarding: false,
+            utp_opts: None,
+            announce_port: None,
+            ipv4_only: cfg.listen.is_ipv4(),
+            ..ListenerOptions::default()
+        }),
+        connect: Some(ConnectionOptions {
+            proxy_url: None,
+            enable_tcp: true,
+            peer_opts: Some(PeerConnectionOptions {
+                connect_timeout: Some(PEER_CONNECT_TIMEOUT),
+                read_write_timeout: Some(PEER_CONNECT_TIMEOUT * 3),
+                ..PeerConnectionOptions::default()
+            }),
+        }),
+        ..SessionOptions::default()
+    }
+}
+
+/// Per-torrent options: no trackers of the torrent's own, only the peers we give.
+fn add_options(output: &Path, peers: Vec<SocketAddr>) -> Result<AddTorrentOptions, TorrentError> {
+    let output = output
+        .to_str()
+        .ok_or_else(|| TorrentError::Engine("output path is not UTF-8".into()))?;
+    Ok(AddTorrentOptions {
+        overwrite: true,
+        output_folder: Some(output.to_owned()),
+        disable_trackers: true,
+        trackers: None,
+        initial_peers: Some(peers),
+        ..AddTorrentOptions::default()
+    })
+}
+
+/// Drop every `udp://` tracker from a magnet link (librqbit would send UDP around any proxy).
+pub fn strip_udp_trackers(magnet: &str) -> Result<String, TorrentError> {
+    let mut m = Magnet::parse(magnet).map_err(|e| TorrentError::BadMagnet(format!("{e:#}")))?;
+    m.trackers
+        .retain(|t| !t.trim_start().to_ascii_lowercase().starts_with("udp:"));
+    Ok(m.to_string())
+}
+
+/// The v1 info-hash of a magnet link.
+pub fn magnet_info_hash(magnet: &str) -> Result<[u8; 20], TorrentError> {
+    let m = Magnet::parse(magnet).map_err(|e| TorrentError::BadMagnet(format!("{e:#}")))?;
+    m.as_id20()
+        .map(|id| id.0)
+        .ok_or_else(|| TorrentError::BadMagnet("no v1 (btih) info-hash".into()))
+}
+
+/// A torrent we created and are seeding.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// Its magnet link (our HTTP trackers only).
+    pub magnet: String,
+    /// Its info-hash.
+    pub info_hash: [u8; 20],
+}
+
+/// A running librqbit session configured by [`session_options`].
+pub struct Engine {
+    session: Arc<Session>,
+    peer_id: [u8; 20],
+}
+
+impl Engine {
+    /// Start the engine; downloads go under `output` unless told otherwise.
+    pub async fn start(cfg: &EngineConfig, output: PathBuf) -> Result<Self, TorrentError> {
+        let session = Session::new_with_opts(output, session_options(cfg))
+            .await
+            .map_err(|e| TorrentError::Start(format!("{e:#}")))?;
+        Ok(Self {
+            session,
+            peer_id: cfg.peer_id,
+        })
+    }
+
+    /// Our peer id.
+    #[must_use]
+    pub fn peer_id(&self) -> &[u8; 20] {
+        &self.peer_id
+    }
+
+    /// The port peers reach us on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.session
+            .announce_port()
+            .or_else(|| self.session.listen_addr().map(|a| a.port()))
+            .unwrap_or(0)
+    }
+
+    /// Make a single-file torrent of `file` announcing to `trackers` (`udp://` ones are
+    /// dropped) and seed it from where it lies.
+    pub async fn seed_file(
+        &self,
+        file: &Path,
+        trackers: &[String],
+    ) -> Result<Seeded, TorrentError> {
+        let trackers: Vec<String> = trackers
+            .iter()
+            .filter(|t| !t.to_ascii_lowercase().starts_with("udp:"))
+            .cloned()
+            .collect();
+        let spawner = BlockingSpawner::new(1);
+        let created = librqbit::create_torrent(
+            file,
+            CreateTorrentOptions {
+                name: None,
+                trackers,
+                piece_length: None,
+            },
+            &spawner,
+        )
+        .await
+        .map_err(engine_err)?;
+        let bytes = created.as_bytes().map_err(engine_err)?;
+        let dir = file.parent().unwrap_or(Path::new("."));
+        self.session
+            .add_torrent(
+                AddTorrent::from_bytes(bytes),
+                Some(add_options(dir, Vec::new())?),
+            )
+            .await
+            .map_err(engine_err)?;
+        Ok(Seeded {
+            magnet: strip_udp_trackers(&created.as_magnet().to_string())?,
+            info_hash: created.info_hash().0,
+        })
+    }
+
+    /// Download `magnet` into `output` from `peers` only; give up after `limit`, or as soon as
+    /// the torrent turns out larger than `max_bytes`. On failure the torrent is removed
+    /// from the session (its partial files stay).
+    pub async fn fetch(
+        &self,
+        magnet: &str,
+        peers: Vec<SocketAddr>,
+        output: &Path,
+        max_bytes: u64,
+        limit: Duration,
+    ) -> Result<(), TorrentError> {
+        let magnet = strip_udp_trackers(magnet)?;
+        let hash = Id20::new(magnet_info_hash(&magnet)?);
+        let result = tokio::time::timeout(limit, async {
+            let handle = self
+                .session
+                .add_torrent(
+                    AddTorrent::from_url(magnet),
+                    Some(add_options(output, peers)?),
+                )
+                .await
+                .map_err(engine_err)?
+                .into_handle()
+                .ok_or_else(|| TorrentError::Engine("torrent was not added".into()))?;
+            let size = handle.stats().total_bytes;
+            if size > max_bytes {
+                return Err(TorrentError::TooLarge {
+                    size,
+                    max: max_bytes,
+                });
+            }
+            handle.wait_until_completed().await.map_err(engine_err)
+        })
+        .await
+        .unwrap_or(Err(TorrentError::Timeout(limit)));
+        if result.is_err() {
+            let _ = self
+                .session
+                .delete(TorrentIdOrHash::Hash(hash), false)
+                .await;
+        }
+        result
+    }
+
+    /// Stop every torrent and the listener.
+    pub async fn stop(&self) {
+        self.session.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_options_disable_every_other_peer_source() {
+        let cfg = EngineConfig::new("127.0.0.1:0".parse().unwrap());
+        let o = session_options(&cfg);
+        assert!(o.dht.is_none(), "DHT must be off");
+        assert!(o.disable_local_service_discovery, "LSD must be off");
+        assert!(o.disable_trackers, "librqbit must not announce by itself");
+        assert!(o.trackers.is_empty());
+        assert!(o.persistence.is_none());
+        assert!(o.blocklist_url.is_none() && o.allowlist_url.is_none());
+        assert_eq!(o.peer_id, Some(Id20::new(cfg.peer_id)));
+        let l = o.listen.expect("listener configured");
+        assert!(matches!(l.mode, ListenerMode::TcpOnly), "no uTP");
+        assert!(l.utp_opts.is_none());
+        assert!(!l.enable_upnp_port_forwarding, "no UPnP");
+        assert_eq!(l.listen_addr, cfg.listen);
+        let c = o.connect.expect("connect options");
+        assert!(c.proxy_url.is_none());
+        assert!(c.enable_tcp);
+        assert!(cfg.peer_id.starts_with(b"-MT0001-"));
+    }
+
+    #[test]
+    fn add_options_carry_only_our_peers() {
+        let peers = vec!["127.0.0.1:7000".parse().unwrap()];
+        let o = add_options(Path::new("/tmp/x"), peers.clone()).unwrap();
+        assert!(o.disable_trackers);
+        assert!(o.trackers.is_none());
+        assert_eq!(o.initial_peers, Some(peers));
+    }
+
+    #[test]
+    fn udp_trackers_are_stripped_from_magnets() {
+        let ih = "aa".repeat(20);
+        let m = format!(
+            "magnet:?xt=urn:btih:{ih}&tr=udp%3A%2F%2Ft.example%3A1337&tr=http%3A%2F%2F127.0.0.1%3A6969%2Fannounce&tr=UDP://x:1"
+        );
+        let s = strip_udp_trackers(&m).unwrap();
+        assert!(!s.to_ascii_lowercase().contains("udp"), "{s}");
+        assert!(s.contains("tr=http://127.0.0.1:6969/announce"), "{s}");
+        assert_eq!(magnet_info_hash(&s).unwrap(), [0xaa; 20]);
+        assert!(strip_udp_trackers("http://not-a-magnet").is_err());
+        assert!(magnet_info_hash("magnet:?dn=x").is_err());
+    }
+}

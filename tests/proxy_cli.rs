@@ -1,0 +1,73 @@
+//! `megatorrent` with `--proxy` pointing at a closed port: every command fails fast with
+//! "proxy unreachable" and nothing connects anywhere else (a listening server at the
+//! `--server` address counts connections and must see none).
+#![cfg(feature = "client")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn closed_proxy_fails_every_command_without_direct_connections() {
+    // A server the client would reach if it ever fell back to a direct connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let direct_port = listener.local_addr().unwrap().port();
+
+    let home = tempfile::tempdir().unwrap();
+    let proxy = format!("socks5h://127.0.0.1:{}", closed_port());
+    let key = "ab".repeat(32);
+    let servers = [
+        format!("http://127.0.0.1:{direct_port}"),
+        format!("http://localhost:{direct_port}"),
+        format!("http://{}.onion", "a".repeat(56)),
+    ];
+    let commands: [&[&str]; 4] = [
+        &["keygen"],
+        &["whoami"],
+        &["publish", "--title", "t", "magnet:?xt=urn:btih:aa"],
+        &["lookup", &key],
+    ];
+    for server in &servers {
+        for args in commands {
+            for via_env in [false, true] {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_megatorrent"));
+                if via_env {
+                    cmd.env("MEGATORRENT_PROXY", &proxy);
+                } else {
+                    cmd.args(["--proxy", &proxy]);
+                    cmd.env_remove("MEGATORRENT_PROXY");
+                }
+                cmd.args(["--server", server])
+                    .args(args)
+                    .env("MEGATORRENT_HOME", home.path())
+                    .env_remove("MEGATORRENT_SERVER")
+                    .env_remove("MEGATORRENT_TOR")
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true);
+                let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+                    .await
+                    .expect("megatorrent hung instead of failing fast")
+                    .unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+                assert!(out.stdout.is_empty(), "{args:?}");
+                assert!(
+                    stderr.starts_with("error: proxy unreachable"),
+                    "{args:?}: {stderr}"
+                );
+            }
+        }
+    }
+    // Nothing was created: keygen refused to run before touching the home directory.
+    assert!(!home.path().join("identity.key").exists());
+    // A connection made at any point would be waiting in the accept queue.
+    let pending = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(pending.is_err(), "a direct connection was made");
+}
