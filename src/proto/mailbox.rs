@@ -169,6 +169,32 @@ impl MailAuth {
     }
 }
 
+/// Domain separation for a WebSocket mailbox subscription (see [`subscribe_payload`]).
+pub const SUBSCRIBE_CONTEXT: &str = "megatorrent-mailbox-subscribe-v1";
+/// Length of a WebSocket challenge: 16 random bytes as lowercase hex.
+pub const CHALLENGE_CHARS: usize = 32;
+
+/// The bytes a recipient signs to subscribe to its mailbox over a WebSocket:
+/// `"megatorrent-mailbox-subscribe-v1\n" <key hex> "\n" <challenge>`, where the challenge is
+/// the one the server issued on that socket (single use).
+#[must_use]
+pub fn subscribe_payload(key: &PublicKey, challenge: &str) -> Vec<u8> {
+    format!("{SUBSCRIBE_CONTEXT}\n{}\n{challenge}", key.to_hex()).into_bytes()
+}
+
+/// Sign a mailbox subscription for the socket's `challenge`.
+#[must_use]
+pub fn sign_subscribe(key: &ed25519_dalek::SigningKey, challenge: &str) -> Signature {
+    key.sign(&subscribe_payload(&PublicKey::from(key), challenge))
+        .into()
+}
+
+/// Whether `s` has the shape of a server challenge.
+#[must_use]
+pub fn valid_challenge(s: &str) -> bool {
+    s.len() == CHALLENGE_CHARS && is_lower_hex(s)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -243,5 +269,21 @@ mod tests {
         );
         assert!(valid_message_id(&"a1".repeat(16)));
         assert!(!valid_message_id("A1"));
+    }
+
+    #[test]
+    fn subscribe_signatures_bind_key_and_challenge() {
+        let key = sk(3);
+        let pk = PublicKey::from(&key);
+        let ch = "0123456789abcdef0123456789abcdef";
+        assert!(valid_challenge(ch));
+        assert!(!valid_challenge(&ch.to_uppercase()));
+        assert!(!valid_challenge(&ch[1..]));
+        let sig = sign_subscribe(&key, ch);
+        assert!(pk.verify_strict(&subscribe_payload(&pk, ch), &sig));
+        let other = "f".repeat(CHALLENGE_CHARS);
+        assert!(!pk.verify_strict(&subscribe_payload(&pk, &other), &sig));
+        let pk2 = PublicKey::from(&sk(4));
+        assert!(!pk2.verify_strict(&subscribe_payload(&pk2, ch), &sig));
     }
 }

@@ -56,10 +56,13 @@ pub async fn post(
         max_bytes: cfg.max_bytes_per_recipient,
     };
     match state.store().put_mail(&rec, &quota, now).await? {
-        MailPut::Stored => Ok((
+        MailPut::Stored => {
+            state.pubsub().mail_arrived(&recipient, &rec.id).await;
+            Ok((
             StatusCode::CREATED,
-            Json(json!({"id": rec.id, "expiresAt": rec.expires_at_ms})),
-        )),
+                Json(json!({"id": rec.id, "expiresAt": rec.expires_at_ms})),
+            ))
+        }
         MailPut::Full => Err(ApiError::MailboxFull),
     }
 }

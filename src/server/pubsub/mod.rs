@@ -21,11 +21,13 @@ use crate::proto::PublicKey;
 use crate::store::Store;
 
 pub mod hub;
+pub mod mail;
 pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod replica;
 
 pub use hub::{Frame, Hub, HubStats, HubStatsSnapshot, Waiter};
+pub use mail::MailWatchers;
 pub use outbox::{CloseReason, Closer, Outbox};
 
 /// The push frame for a stored manifest: `{"action":"publish","manifest":<canonical>}`.
@@ -44,6 +46,7 @@ pub fn push_frame(canonical: &[u8]) -> Option<Frame> {
 #[derive(Clone)]
 pub struct PubSub {
     hub: Hub,
+    mail: MailWatchers,
     #[cfg(feature = "postgres")]
     pg: Option<sqlx::PgPool>,
 }
@@ -56,6 +59,7 @@ impl PubSub {
         let _ = store;
         Self {
             hub: Hub::new(),
+            mail: MailWatchers::default(),
             #[cfg(feature = "postgres")]
             pg: store.pg_pool().cloned(),
         }
@@ -65,6 +69,25 @@ impl PubSub {
     #[must_use]
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The sockets watching mailboxes.
+    #[must_use]
+    pub fn mail(&self) -> &MailWatchers {
+        &self.mail
+    }
+
+    /// An envelope `id` for `key` was stored: push its arrival to the sockets watching that
+    /// mailbox here and tell the other replicas (which push to theirs). A failed
+    /// notification is logged only: the envelope is stored and will be listed.
+    pub async fn mail_arrived(&self, key: &PublicKey, id: &str) {
+        self.mail.arrived(key, id);
+        #[cfg(feature = "postgres")]
+        if let Some(pool) = &self.pg {
+            if let Err(e) = replica::notify_mail(pool, key, id).await {
+                tracing::warn!(error = %e, "could not notify other replicas of a mailbox arrival");
+            }
+        }
     }
 
     /// Whether publishes reach other replicas.
@@ -98,7 +121,7 @@ impl PubSub {
     pub async fn run_replication(&self, store: Arc<dyn Store>, shutdown: CancellationToken) {
         #[cfg(feature = "postgres")]
         if let Some(pool) = self.pg.clone() {
-            replica::listen(pool, store, self.hub.clone(), shutdown).await;
+            replica::listen(pool, store, self.hub.clone(), self.mail.clone(), shutdown).await;
             return;
         }
         let _ = (store, shutdown);

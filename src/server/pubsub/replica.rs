@@ -1,5 +1,9 @@
 //! Cross-replica fan-out over PostgreSQL `LISTEN`/`NOTIFY` (no extra broker).
 //!
+//! Mailbox arrivals use a second channel, `megatorrent_mail`, with `<key hex>:<id>`: a
+//! replica with sockets watching that mailbox pushes the arrival to them (nothing is read
+//! from the store; a lost notification only delays the client to its next listing).
+//!
 //! After a publish the replica runs `pg_notify('megatorrent_manifests', '<key hex>:<seq>')`.
 //! Every replica listens on that channel with a dedicated connection. On news of a
 //! sequence newer than it fanned out, a replica with subscribers for the key reads the
@@ -16,12 +20,15 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{push_frame, Hub};
+use super::{push_frame, Hub, MailWatchers};
+use crate::proto::mailbox::valid_message_id;
 use crate::proto::PublicKey;
 use crate::store::Store;
 
 /// The notification channel.
 pub const CHANNEL: &str = "megatorrent_manifests";
+/// The mailbox-arrival channel.
+pub const MAIL_CHANNEL: &str = "megatorrent_mail";
 
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -34,6 +41,23 @@ pub async fn notify(pool: &PgPool, key: &PublicKey, sequence: u64) -> Result<(),
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Tell every replica that an envelope `id` for `key` was stored.
+pub async fn notify_mail(pool: &PgPool, key: &PublicKey, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(MAIL_CHANNEL)
+        .bind(format!("{}:{id}", key.to_hex()))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Parse a mailbox notification payload; `None` for anything malformed.
+#[must_use]
+pub fn parse_mail_payload(text: &str) -> Option<(PublicKey, &str)> {
+    let (key, id) = text.split_once(':')?;
+    valid_message_id(id).then_some((PublicKey::from_hex(key).ok()?, id))
 }
 
 /// The notification payload.
@@ -53,7 +77,13 @@ pub fn parse_payload(text: &str) -> Option<(PublicKey, u64)> {
 ///
 /// The listening connection comes from a one-connection pool of its own (same connect
 /// options as the store's), so it never takes a connection the store's queries need.
-pub async fn listen(pool: PgPool, store: Arc<dyn Store>, hub: Hub, shutdown: CancellationToken) {
+pub async fn listen(
+    pool: PgPool,
+    store: Arc<dyn Store>,
+    hub: Hub,
+    mail: MailWatchers,
+    shutdown: CancellationToken,
+) {
     let own = PgPoolOptions::new()
         .max_connections(1)
         .max_lifetime(None)
@@ -64,7 +94,7 @@ pub async fn listen(pool: PgPool, store: Arc<dyn Store>, hub: Hub, shutdown: Can
         let attempt = async {
             let mut l = PgListener::connect_with(&own).await?;
             l.ignore_pool_close_event(true);
-            l.listen(CHANNEL).await?;
+            l.listen_all([CHANNEL, MAIL_CHANNEL]).await?;
             Ok::<_, sqlx::Error>(l)
         };
         let listener = tokio::select! {
@@ -77,7 +107,7 @@ pub async fn listen(pool: PgPool, store: Arc<dyn Store>, hub: Hub, shutdown: Can
                 resync(store.as_ref(), &hub).await;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    e = receive(&mut listener, store.as_ref(), &hub) => {
+                    e = receive(&mut listener, store.as_ref(), &hub, &mail) => {
                         tracing::warn!(error = %e, "replica listener failed; reconnecting");
                     }
                 }
@@ -93,9 +123,20 @@ pub async fn listen(pool: PgPool, store: Arc<dyn Store>, hub: Hub, shutdown: Can
 }
 
 /// Handle notifications until the listener fails.
-async fn receive(listener: &mut PgListener, store: &dyn Store, hub: &Hub) -> sqlx::Error {
+async fn receive(
+    listener: &mut PgListener,
+    store: &dyn Store,
+    hub: &Hub,
+    mail: &MailWatchers,
+) -> sqlx::Error {
     loop {
         match listener.try_recv().await {
+            Ok(Some(n)) if n.channel() == MAIL_CHANNEL => match parse_mail_payload(n.payload()) {
+                Some((key, id)) => {
+                    mail.arrived(&key, id);
+                }
+                None => tracing::warn!("ignoring a malformed mailbox notification"),
+            },
             Ok(Some(n)) => {
                 hub.stats()
                     .replica_notifications
@@ -169,6 +210,12 @@ mod tests {
             &format!("{}:-1", key.to_hex()),
         ] {
             assert_eq!(parse_payload(bad), None, "{bad}");
+        }
+        let id = "0123456789abcdef0123456789abcdef";
+        let text = format!("{}:{id}", key.to_hex());
+        assert_eq!(parse_mail_payload(&text), Some((key, id)));
+        for bad in ["", "x:1", &format!("{}:zz", key.to_hex()), &format!("{}:", key.to_hex())] {
+            assert_eq!(parse_mail_payload(bad), None, "{bad}");
         }
     }
 }

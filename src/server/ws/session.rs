@@ -21,6 +21,8 @@ use crate::server::rate_limit::{ClientKey, MessageKind};
 use crate::server::AppState;
 use crate::store::{ManifestRecord, PutOutcome, StoreError};
 
+mod mailbox;
+
 /// Longest piece of client text (an action name, a key) echoed in a reason.
 const ECHO_CHARS: usize = 64;
 
@@ -100,6 +102,10 @@ pub struct Session {
     subscribes: governor::DefaultDirectRateLimiter,
     subscriptions: HashSet<PublicKey>,
     joined: HashSet<(InfoHash, PeerId)>,
+    /// The mailbox challenge issued on this socket and not yet spent.
+    challenge: Option<String>,
+    /// Mailboxes this socket proved it holds the key of.
+    mailboxes: HashSet<PublicKey>,
 }
 
 impl Session {
@@ -117,6 +123,8 @@ impl Session {
             client,
             subscriptions: HashSet::new(),
             joined: HashSet::new(),
+            challenge: None,
+            mailboxes: HashSet::new(),
         }
     }
 
@@ -181,8 +189,15 @@ impl Session {
             Ok(Incoming::Scrape(s)) => self.scrape(&s),
             Ok(Incoming::Other { action, message }) => match action.as_str() {
                 "publish" => self.publish(text).await,
+                "subscribe" if message.get("mailbox").is_some() => {
+                    self.subscribe_mailbox(&message);
+                }
                 "subscribe" => self.subscribe(&message).await,
+                "unsubscribe" if message.get("mailbox").is_some() => {
+                    self.unsubscribe_mailbox(&message);
+                }
                 "unsubscribe" => self.unsubscribe(&message),
+                "challenge" => self.challenge(),
                 other => self.fail(
                     Some(other),
                     format!("invalid: unknown action {:?}", echo(other)),
@@ -353,7 +368,8 @@ impl Session {
     }
 
     /// The socket closed: drop its subscriptions and swarm memberships.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
+        self.finish_mailboxes();
         let hub = self.state.pubsub().hub();
         for k in &self.subscriptions {
             hub.unsubscribe(k, self.outbox.id());
