@@ -73,7 +73,7 @@ pub enum ContactsError {
     #[error("this key is already saved as {0:?}")]
     KeyTaken(String),
     /// No contact has this name.
-    #[error("no contact named {0:?}; give a 64-hex public key or add it with `megatorrent contacts add`")]
+    #[error("no contact named {0:?} (and it is not a 64-hex public key); add one with `megatorrent contacts add NAME PUBKEY`")]
     Unknown(String),
     /// The list is full.
     #[error("too many contacts (at most {MAX_CONTACTS}); remove some first")]
