@@ -250,12 +250,9 @@ both!(
 async fn letters_sent_while_offline_are_shown_verified_by_petname_then_deleted(pg: bool) {
     let s = start(pg, |_| {}).await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (a, b, c) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
-    let (ka, kb, kc) = (
-        keygen(a, s.url()).await,
-        keygen(b, s.url()).await,
-        keygen(c, s.url()).await,
-    );
+    let [a, b, c] = [0, 1, 2].map(|i| dirs[i].path());
+    let (ka, kb) = (keygen(a, s.url()).await, keygen(b, s.url()).await);
+    let kc = keygen(c, s.url()).await;
     mt(a, s.url(), &["contacts", "add", "bob", &kb]).await.ok();
     let t = tag();
     let texts = [
@@ -386,12 +383,7 @@ async fn bad_input_is_a_clear_error(pg: bool) {
     })
     .await;
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (a, b, empty, files) = (
-        dirs[0].path(),
-        dirs[1].path(),
-        dirs[2].path(),
-        dirs[3].path(),
-    );
+    let [a, b, empty, files] = [0, 1, 2, 3].map(|i| dirs[i].path());
     let url = s.url();
     mt(empty, url, &["inbox"])
         .await
