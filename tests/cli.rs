@@ -249,10 +249,16 @@ async fn lookup_of_an_unknown_key_fails_with_a_reason() {
 async fn lookup_of_a_malformed_key_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let unused = "http://127.0.0.1:9";
-    for bad in ["nothex", &"zz".repeat(32), &"ab".repeat(33)] {
+    for bad in ["0nothex", &"zz".repeat(32), &"ab".repeat(33)] {
         let run = mt(tmp.path(), unused, &["lookup", bad]).await;
         assert!(run.failed().contains("invalid public key"), "{run:?}");
     }
+    // A word that could be a contact's name but is not one.
+    let run = mt(tmp.path(), unused, &["lookup", "nothex"]).await;
+    assert!(
+        run.failed().contains("no contact named \"nothex\""),
+        "{run:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -195,7 +195,12 @@ async fn subscribe_rejects_bad_keys_and_reports_missing_manifests_by_timeout() {
     let tmp = tempfile::tempdir().unwrap();
     let srv = start(&tmp.path().join("s.db"), None).await;
     let url = format!("http://{}", srv.addr);
-    for bad in ["nothex", &"ab".repeat(31)] {
+    for (bad, why) in [
+        ("0nothex", "error: invalid public key"),
+        (&"ab".repeat(31), "error: invalid public key"),
+        // A word that could be a contact's name but is not one.
+        ("nothex", "error: no contact named \"nothex\""),
+    ] {
         let out = mt(tmp.path(), &url)
             .args(["subscribe", bad])
             .output()
@@ -203,7 +208,7 @@ async fn subscribe_rejects_bad_keys_and_reports_missing_manifests_by_timeout() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.starts_with("error: invalid public key"), "{err}");
+        assert!(err.starts_with(why), "{err}");
     }
     let key = run_ok(mt(&tmp.path().join("h"), &url).arg("keygen")).await;
     let out = mt(tmp.path(), &url)

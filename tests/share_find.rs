@@ -270,9 +270,30 @@ async fn share_and_find_fail_cleanly_on_bad_input() {
         run.code == Some(1) && run.stderr.contains("over the"),
         "{run:?}"
     );
-    let run = mt(h, &server.url, &["find", "zz"]).await;
+    let run = mt(h, &server.url, &["find", "0zz"]).await;
     assert!(
         run.code == Some(1) && run.stderr.contains("invalid public key"),
+        "{run:?}"
+    );
+    // Petnames resolve for `find` too; an unknown one is refused before any network use.
+    let run = mt(h, &server.url, &["find", "zz"]).await;
+    assert!(
+        run.code == Some(1) && run.stderr.contains("no contact named \"zz\""),
+        "{run:?}"
+    );
+    let stranger = megatorrent::proto::PublicKey::from(&SigningKey::from_bytes(&[9; 32])).to_hex();
+    assert_eq!(
+        mt(h, &server.url, &["contacts", "add", "zz", &stranger])
+            .await
+            .code,
+        Some(0)
+    );
+    let run = mt(h, &server.url, &["find", "zz"]).await;
+    assert!(
+        run.code == Some(1)
+            && run
+                .stderr
+                .contains(&format!("the server has no manifest for {stranger}")),
         "{run:?}"
     );
     server.stop().await;

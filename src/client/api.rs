@@ -361,7 +361,7 @@ fn manifest_path(key: &PublicKey) -> String {
 }
 
 /// Map a non-success response to [`ApiError::Server`] (or `Unexpected` for odd statuses).
-fn error_from(resp: &HttpResponse) -> ApiError {
+pub(crate) fn error_from(resp: &HttpResponse) -> ApiError {
     let status = resp.status;
     if !(status.is_client_error() || status.is_server_error()) {
         return ApiError::Unexpected {

@@ -9,20 +9,23 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use super::api::{ApiError, PutResult, SignalingClient};
+use super::api::{ApiError, SignalingClient};
+use super::contacts::{self, ContactsCommand, ContactsError};
 use super::display::{printable, render_manifest};
 use super::http::{BaseUrl, HttpClient, UrlError};
 use super::identity::{Home, IdentityError};
+use super::inbox::{self, InboxArgs, MailCmdError, SendArgs};
+use super::keys::{self, KeyCmdError, KeyCommand};
 use super::network::NetArgs;
-use super::subscribe::{self as live, LiveError, SubscribeOptions, WsPublish};
+pub(crate) use super::publish::publish;
+use super::publish::publish_ws;
+pub use super::publish::{merge_items, MAX_CONFLICT_RETRIES};
+use super::subscribe::{self as live, LiveError, SubscribeOptions};
 use crate::net::{Connector, NetError};
-use crate::proto::{Collection, HexError, ManifestError, PublicKey, UnsignedManifest};
+use crate::proto::{HexError, ManifestError, PublicKey};
 
 /// The server used when neither `--server` nor `MEGATORRENT_SERVER` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:6969";
-
-/// How many times `publish` refetches and retries after a `409 Conflict`.
-pub const MAX_CONFLICT_RETRIES: u32 = 3;
 
 /// Command-line arguments of `megatorrent`.
 #[derive(Debug, Parser)]
@@ -100,6 +103,23 @@ pub enum Command {
         #[arg(long)]
         ws: bool,
     },
+    /// Send an end-to-end encrypted direct message to PUBKEY's mailbox on the server
+    ///
+    /// Signs the text, seals it with HPKE to the recipient's key and posts it; the server
+    /// learns neither the text nor the sender. Prints the letter id and until when the
+    /// server keeps it.
+    Send(SendArgs),
+    /// Fetch, verify and print your direct messages, then delete them from the server
+    ///
+    /// Each message is decrypted and its sender's signature checked; one that fails is
+    /// reported on stderr, never printed, and deleted.
+    Inbox(InboxArgs),
+    /// Manage petnames for public keys (usable wherever a PUBKEY is expected)
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Export or import this identity to use it on several devices
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Follow keys: print each new verified manifest as the server pushes it
     ///
     /// Connects to the server's WebSocket, prints the current manifest of each key, then
@@ -107,7 +127,7 @@ pub enum Command {
     /// the connection drops, without printing any manifest twice. Every manifest is
     /// verified here; the server is never trusted.
     Subscribe {
-        /// Public keys to follow (64 hex characters each)
+        /// Public keys (64 hex characters) or contact names to follow
         #[arg(required = true, value_name = "PUBKEY")]
         pubkeys: Vec<String>,
         /// Print each manifest as canonical JSON on one line
@@ -140,7 +160,7 @@ pub enum Command {
     Seed(super::seeder::SeedArgs),
     /// Fetch a manifest, verify its signature and show it
     Lookup {
-        /// The publisher's public key (64 hex characters)
+        /// The publisher's public key (64 hex characters) or contact name
         #[arg(value_name = "PUBKEY")]
         pubkey: String,
         /// Print the manifest JSON exactly as served (canonical form), then a newline
@@ -202,6 +222,15 @@ pub enum CliError {
     #[cfg(feature = "torrent")]
     #[error(transparent)]
     Feed(#[from] super::feed::FeedError),
+    /// A contacts problem (or an unknown petname).
+    #[error(transparent)]
+    Contacts(#[from] ContactsError),
+    /// `send` or `inbox` failed.
+    #[error(transparent)]
+    Mail(#[from] MailCmdError),
+    /// `key export` or `key import` failed.
+    #[error(transparent)]
+    Key(#[from] KeyCmdError),
     /// Writing the result failed.
     #[error("cannot write output")]
     Output(#[source] io::Error),
@@ -239,16 +268,17 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             };
             emit(out, format!("{seq}\n").as_bytes())
         }
+        Command::Send(args) => inbox::send(&cli, &home, args, out).await,
+        Command::Inbox(args) => inbox::inbox(&cli, &home, args, out).await,
+        Command::Contacts(cmd) => contacts::run(&home, cmd, out),
+        Command::Key(cmd) => keys::run(&home, cmd, out),
         Command::Subscribe {
             pubkeys,
             json,
             count,
             max_time,
         } => {
-            let keys = pubkeys
-                .iter()
-                .map(|k| parse_key(k))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = contacts::resolve_keys(&home, pubkeys)?;
             let opts = SubscribeOptions {
                 keys,
                 json: *json,
@@ -269,7 +299,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
             super::seeder::run(&cli, &home, args.listen, !args.own_only, out).await
         }
         Command::Lookup { pubkey, json } => {
-            let key = parse_key(pubkey)?;
+            let key = contacts::resolve_key(&home, pubkey)?;
             let fetched = signaling(&cli, &home)
                 .await?
                 .fetch_manifest(&key)
@@ -305,190 +335,6 @@ pub(crate) async fn connector_and_base(
     Ok((connector, base))
 }
 
-/// Check `publish` arguments, warning about items that are not magnet links.
-fn check_publish_args(title: &str, items: &[String]) -> Result<(), CliError> {
-    check_title(title)?;
-    for item in items {
-        check_item(item)?;
-        if !item.to_ascii_lowercase().starts_with("magnet:?") {
-            note(&format!(
-                "warning: {:?} is not a magnet link; publishing it anyway",
-                shorten(item)
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `publish --ws`: as [`publish`], over one WebSocket.
-async fn publish_ws(
-    cli: &Cli,
-    home: &Home,
-    title: &str,
-    items: &[String],
-    replace: bool,
-) -> Result<u64, CliError> {
-    check_publish_args(title, items)?;
-    let id = home.load_identity()?;
-    warn_loose_permissions(home);
-    let pk = id.public_key();
-    let mut state = home.load_state()?;
-    let (connector, base) = connector_and_base(cli, home).await?;
-    let timeout = Duration::from_secs(cli.timeout);
-    let (mut conn, mut current) = live::open_for_publish(&connector, &base, &pk, timeout).await?;
-    let mut conflict_floor = 0u64;
-    for _ in 0..=MAX_CONFLICT_RETRIES {
-        let server_seq = current.as_ref().map_or(0, |m| m.sequence());
-        let mut collections = match (&current, replace) {
-            (Some(m), false) => m.collections().to_vec(),
-            _ => Vec::new(),
-        };
-        merge_items(&mut collections, title, items);
-        let sequence = 1 + state.highest_for(&pk).max(server_seq).max(conflict_floor);
-        let manifest = UnsignedManifest {
-            sequence,
-            timestamp: u64::try_from(crate::now_ms()).unwrap_or(0),
-            collections,
-        }
-        .sign(id.signing_key())
-        .map_err(CliError::Sign)?;
-        match live::publish_over(&mut conn, &manifest, &mut current, timeout).await? {
-            WsPublish::Stored(published) => {
-                state.record(&pk, published);
-                if let Err(e) = home.save_state(&state) {
-                    note(&format!("warning: published, but {e}"));
-                }
-                note(&format!("published sequence {published} over WebSocket"));
-                conn.close().await;
-                return Ok(published);
-            }
-            WsPublish::Conflict(cur) => {
-                conflict_floor = conflict_floor.max(cur.unwrap_or(sequence));
-                note("the server holds a newer manifest; retrying");
-            }
-        }
-    }
-    conn.close().await;
-    Err(CliError::TooManyConflicts {
-        attempts: MAX_CONFLICT_RETRIES + 1,
-    })
-}
-
-/// The `publish` command; returns the published sequence.
-pub(crate) async fn publish(
-    home: &Home,
-    client: &SignalingClient,
-    title: &str,
-    items: &[String],
-    replace: bool,
-) -> Result<u64, CliError> {
-    check_publish_args(title, items)?;
-    let id = home.load_identity()?;
-    warn_loose_permissions(home);
-    let pk = id.public_key();
-    let mut state = home.load_state()?;
-    // Highest sequence a conflict told us about (it may exceed what GET shows, e.g. after
-    // the stored record was deleted but its high-water mark kept).
-    let mut conflict_floor = 0u64;
-
-    for attempt in 0..=MAX_CONFLICT_RETRIES {
-        let current = client.get_manifest(&pk).await?;
-        let server_seq = current.as_ref().map_or(0, |m| m.sequence());
-        let mut collections = match (&current, replace) {
-            (Some(m), false) => m.collections().to_vec(),
-            _ => Vec::new(),
-        };
-        merge_items(&mut collections, title, items);
-        let sequence = 1 + state.highest_for(&pk).max(server_seq).max(conflict_floor);
-        let manifest = UnsignedManifest {
-            sequence,
-            timestamp: u64::try_from(crate::now_ms()).unwrap_or(0),
-            collections,
-        }
-        .sign(id.signing_key())
-        .map_err(CliError::Sign)?;
-
-        match client.put_manifest(&manifest).await {
-            Ok(result) => {
-                let published = result.sequence().max(sequence);
-                state.record(&pk, published);
-                if let Err(e) = home.save_state(&state) {
-                    note(&format!("warning: published, but {e}"));
-                }
-                let how = match result {
-                    PutResult::Created { .. } => "created",
-                    PutResult::Updated { .. } => "updated",
-                };
-                note(&format!("published sequence {published} ({how})"));
-                return Ok(published);
-            }
-            Err(e) => match e.conflict() {
-                Some(current) => {
-                    conflict_floor = conflict_floor.max(current.unwrap_or(sequence));
-                    if attempt < MAX_CONFLICT_RETRIES {
-                        note("the server holds a newer manifest; refetching and retrying");
-                    }
-                }
-                None => return Err(e.into()),
-            },
-        }
-    }
-    Err(CliError::TooManyConflicts {
-        attempts: MAX_CONFLICT_RETRIES + 1,
-    })
-}
-
-/// Add `items` to the collection titled `title` (appending it if missing), skipping items
-/// already there.
-pub fn merge_items(collections: &mut Vec<Collection>, title: &str, items: &[String]) {
-    let idx = match collections.iter().position(|c| c.title == title) {
-        Some(i) => i,
-        None => {
-            collections.push(Collection {
-                title: title.to_owned(),
-                items: Vec::new(),
-            });
-            collections.len() - 1
-        }
-    };
-    let target = &mut collections[idx].items;
-    for item in items {
-        if !target.contains(item) {
-            target.push(item.clone());
-        }
-    }
-}
-
-fn check_title(title: &str) -> Result<(), CliError> {
-    let bad = |reason| CliError::InvalidArg {
-        what: "title",
-        value: shorten(title),
-        reason,
-    };
-    if title.trim().is_empty() {
-        return Err(bad("must not be empty"));
-    }
-    if title.chars().any(char::is_control) {
-        return Err(bad("must not contain control characters"));
-    }
-    Ok(())
-}
-
-fn check_item(item: &str) -> Result<(), CliError> {
-    let bad = |reason| CliError::InvalidArg {
-        what: "item",
-        value: shorten(item),
-        reason,
-    };
-    if item.is_empty() {
-        return Err(bad("must not be empty"));
-    }
-    if item.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("must not contain whitespace or control characters"));
-    }
-    Ok(())
-}
-
 /// Parse a user-given public key (hex of either case) and check it is a valid point.
 pub(crate) fn parse_key(input: &str) -> Result<PublicKey, CliError> {
     let bad = |source| CliError::BadKey {
@@ -501,7 +347,7 @@ pub(crate) fn parse_key(input: &str) -> Result<PublicKey, CliError> {
 }
 
 /// A user-given string cut to 80 characters for an error message.
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     if s.chars().count() > 80 {
         let mut t: String = s.chars().take(80).collect();
         t.push('…');
@@ -511,7 +357,8 @@ fn shorten(s: &str) -> String {
     }
 }
 
-fn warn_loose_permissions(home: &Home) {
+/// Warn on stderr when the identity file is readable by others.
+pub(crate) fn warn_loose_permissions(home: &Home) {
     if let Some(mode) = home.identity_insecure_mode() {
         note(&format!(
             "warning: {} is readable by others (mode {mode:o}); run chmod 600 on it",
@@ -534,7 +381,6 @@ pub(crate) fn emit(out: &mut (dyn Write + Send), bytes: &[u8]) -> Result<(), Cli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::Connector;
     use clap::CommandFactory;
 
     #[test]
@@ -543,28 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_adds_missing_items_once_and_creates_collections() {
-        let mut cols = vec![Collection {
-            title: "a".into(),
-            items: vec!["m1".into()],
-        }];
-        merge_items(&mut cols, "a", &["m1".into(), "m2".into(), "m2".into()]);
-        assert_eq!(cols[0].items, vec!["m1", "m2"]);
-        merge_items(&mut cols, "b", &["m3".into()]);
-        assert_eq!(cols.len(), 2);
-        assert_eq!(cols[1].title, "b");
-        assert_eq!(cols[1].items, vec!["m3"]);
-    }
-
-    #[test]
-    fn validates_titles_items_and_keys() {
-        assert!(check_title("Season 1").is_ok());
-        assert!(check_title("  ").is_err());
-        assert!(check_title("a\nb").is_err());
-        assert!(check_item("magnet:?xt=urn:btih:aa").is_ok());
-        assert!(check_item("").is_err());
-        assert!(check_item("two words").is_err());
-
+    fn validates_keys() {
         let good = PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]));
         assert_eq!(parse_key(&good.to_hex()).unwrap(), good);
         assert_eq!(parse_key(&good.to_hex().to_uppercase()).unwrap(), good);
@@ -573,40 +398,6 @@ mod tests {
             assert!(matches!(err, CliError::BadKey { .. }), "{err:?}");
             assert!(err.to_string().len() < 120);
         }
-    }
-
-    /// A 409 whose `currentSequence` is above what GET shows (a kept high-water mark) moves
-    /// the next attempt past it.
-    #[tokio::test]
-    async fn publish_retries_past_a_conflicts_current_sequence() {
-        use crate::client::testutil::{json_response, serve_many};
-        let tmp = tempfile::tempdir().unwrap();
-        let home = Home::new(tmp.path());
-        home.create_identity(false).unwrap();
-        let not_found = json_response("404 Not Found", r#"{"error":"not-found","message":"x"}"#);
-        let (url, requests) = serve_many(vec![
-            not_found.clone(),
-            json_response(
-                "409 Conflict",
-                r#"{"error":"conflict","message":"stale","currentSequence":7}"#,
-            ),
-            not_found,
-            json_response("201 Created", r#"{"sequence":8}"#),
-        ])
-        .await;
-        let client = SignalingClient::new(HttpClient::new(
-            Connector::direct(),
-            BaseUrl::parse(&url).unwrap(),
-        ));
-        let items = vec!["magnet:?xt=urn:btih:aa".to_owned()];
-        let seq = publish(&home, &client, "t", &items, false).await.unwrap();
-        assert_eq!(seq, 8);
-        let pk = home.load_identity().unwrap().public_key();
-        assert_eq!(home.load_state().unwrap().highest_for(&pk), 8);
-        let sent = String::from_utf8(requests.await.unwrap()).unwrap();
-        assert_eq!(sent.matches("PUT /v1/manifests/").count(), 2);
-        assert!(sent.contains("\"sequence\":1,"), "{sent}");
-        assert!(sent.contains("\"sequence\":8,"), "{sent}");
     }
 
     #[test]

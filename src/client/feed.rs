@@ -240,7 +240,7 @@ pub async fn find(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     refuse_proxied(cli)?;
-    let key = cli::parse_key(&args.pubkey)?;
+    let key = super::contacts::resolve_key(home, &args.pubkey)?;
     let manifest = cli::signaling(cli, home)
         .await?
         .get_manifest(&key)

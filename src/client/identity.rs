@@ -7,6 +7,7 @@
 //!   temporary file and renaming it over the old one.
 //! * `state.json` — `{"publicKey": "<hex>", "highestSequence": N}`: the highest manifest
 //!   sequence this identity has published from here, replaced atomically (temp + rename).
+//! * `contacts.json` — petnames ([`super::contacts`]).
 //!
 //! The secret never appears in an error message or a `Debug` output.
 
@@ -28,7 +29,7 @@ pub const STATE_FILE: &str = "state.json";
 pub const DEFAULT_HOME_NAME: &str = ".megatorrent";
 
 /// Largest file accepted as an identity or state file (they are tiny).
-const MAX_FILE_BYTES: u64 = 64 * 1024;
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 /// Why the keystore could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,15 @@ impl Identity {
     #[must_use]
     pub fn public_key(&self) -> PublicKey {
         PublicKey::from(&self.key)
+    }
+
+    /// The secret in the identity file format: 64 hex characters and a newline. The caller
+    /// must not log it and should wipe the buffer after use.
+    pub(crate) fn secret_text(&self) -> Vec<u8> {
+        let mut seed = self.key.to_bytes();
+        let text = format!("{}\n", hex::encode(seed)).into_bytes();
+        wipe(&mut seed);
+        text
     }
 
     /// The signing key (for [`crate::proto::UnsignedManifest::sign`]).
@@ -232,14 +242,12 @@ impl Home {
     pub fn save_identity(&self, id: &Identity, force: bool) -> Result<(), IdentityError> {
         self.ensure_dir()?;
         let path = self.identity_path();
-        let mut seed = id.key.to_bytes();
-        let mut text = format!("{}\n", hex::encode(seed)).into_bytes();
+        let mut text = id.secret_text();
         let result = if force {
             replace_atomically(&self.dir, &path, &text)
         } else {
             write_new_private(&path, &text).inspect(|()| sync_dir(&self.dir))
         };
-        wipe(&mut seed);
         wipe(&mut text);
         result.map_err(|source| {
             if source.kind() == io::ErrorKind::AlreadyExists {
@@ -252,29 +260,7 @@ impl Home {
 
     /// Load the identity.
     pub fn load_identity(&self) -> Result<Identity, IdentityError> {
-        let path = self.identity_path();
-        let mut text = match read_small(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(IdentityError::Missing { path })
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(IdentityError::CorruptIdentity {
-                    path,
-                    reason: "file is too large",
-                })
-            }
-            Err(source) => return Err(IdentityError::Read { path, source }),
-        };
-        let parsed = parse_seed(&text);
-        wipe(&mut text);
-        let mut seed = parsed.map_err(|reason| IdentityError::CorruptIdentity {
-            path: path.clone(),
-            reason,
-        })?;
-        let key = SigningKey::from_bytes(&seed);
-        wipe(&mut seed);
-        Ok(Identity { key })
+        read_identity_file(&self.identity_path())
     }
 
     /// The identity file's permission bits if group or others can access it (Unix only).
@@ -321,6 +307,42 @@ impl Home {
     }
 }
 
+/// Read an identity file (this home's or one made by `megatorrent key export`).
+pub fn read_identity_file(path: &Path) -> Result<Identity, IdentityError> {
+    let path = path.to_path_buf();
+    let mut text = match read_small(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(IdentityError::Missing { path })
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            return Err(IdentityError::CorruptIdentity {
+                path,
+                reason: "file is too large",
+            })
+        }
+        Err(source) => return Err(IdentityError::Read { path, source }),
+    };
+    let parsed = parse_seed(&text);
+    wipe(&mut text);
+    let mut seed = parsed.map_err(|reason| IdentityError::CorruptIdentity {
+        path: path.clone(),
+        reason,
+    })?;
+    let key = SigningKey::from_bytes(&seed);
+    wipe(&mut seed);
+    Ok(Identity { key })
+}
+
+/// Write `id` in the identity file format (64 hex characters and a newline) to a new file
+/// at `path` with mode 0600; an existing file is never replaced (`AlreadyExists`).
+pub(crate) fn write_identity_file(path: &Path, id: &Identity) -> io::Result<()> {
+    let mut text = id.secret_text();
+    let result = write_new_private(path, &text);
+    wipe(&mut text);
+    result
+}
+
 /// Parse 64 hex characters (surrounding whitespace allowed) into a seed.
 fn parse_seed(text: &[u8]) -> Result<[u8; 32], &'static str> {
     let trimmed = text.trim_ascii();
@@ -333,7 +355,7 @@ fn parse_seed(text: &[u8]) -> Result<[u8; 32], &'static str> {
 }
 
 /// Read a file of at most [`MAX_FILE_BYTES`]; larger files are `InvalidData`.
-fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     let f = File::open(path)?;
     let mut buf = Vec::new();
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
@@ -346,7 +368,7 @@ fn read_small(path: &Path) -> io::Result<Vec<u8>> {
 
 /// Create `path` (which must not exist) with mode 0600, write `bytes`, fsync. A partly
 /// written file is removed.
-fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -364,7 +386,7 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Write `bytes` to a fresh 0600 temporary file in `dir`, then rename it over `path`.
-fn replace_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn replace_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy());

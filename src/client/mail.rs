@@ -86,6 +86,9 @@ struct Signed {
 /// A verified letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Letter {
+    /// The letter id ([`letter_id`] of its signature): known to sender and recipient alike,
+    /// used by `replyTo`.
+    pub id: String,
     /// The sender (its signature verified).
     pub from: PublicKey,
     /// Sender's time, ms since the epoch.
@@ -121,6 +124,19 @@ impl hpke::rand_core::RngCore for OsRng09 {
 
 impl hpke::rand_core::CryptoRng for OsRng09 {}
 
+/// Length of a letter id in hex characters.
+pub const LETTER_ID_CHARS: usize = 32;
+
+/// A letter's id: the first 16 bytes of SHA-256 of its signature, as 32 lowercase hex
+/// characters. The sender learns it when sealing, the recipient when opening; the server
+/// never sees it.
+#[must_use]
+pub fn letter_id(signature: &Signature) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(signature.as_bytes());
+    hex::encode(digest.get(..LETTER_ID_CHARS / 2).unwrap_or_default())
+}
+
 /// The padding bucket for `len` bytes of framed plaintext.
 #[must_use]
 pub fn bucket(len: usize) -> usize {
@@ -147,6 +163,17 @@ pub fn seal(
     content: &str,
     reply_to: Option<&str>,
 ) -> Result<Vec<u8>, MailError> {
+    seal_with_id(sender, to, timestamp, content, reply_to).map(|(envelope, _)| envelope)
+}
+
+/// Like [`seal`], also returning the letter's id ([`letter_id`]).
+pub fn seal_with_id(
+    sender: &SigningKey,
+    to: &PublicKey,
+    timestamp: u64,
+    content: &str,
+    reply_to: Option<&str>,
+) -> Result<(Vec<u8>, String), MailError> {
     let letter = Unsigned {
         from: PublicKey::from(sender),
         to: *to,
@@ -155,6 +182,7 @@ pub fn seal(
         reply_to: reply_to.map(str::to_owned),
     };
     let signature: Signature = sender.sign(&signed_bytes(&letter)?).into();
+    let id = letter_id(&signature);
     let json = serde_json::to_vec(&Signed { letter, signature })
         .map_err(|e| MailError::Malformed(e.to_string()))?;
     let framed = json.len().saturating_add(4);
@@ -187,7 +215,7 @@ pub fn seal(
     out.push(VERSION);
     out.extend_from_slice(&enc.to_bytes());
     out.extend_from_slice(&ct);
-    Ok(out)
+    Ok((out, id))
 }
 
 /// Open an envelope with the recipient's key, verify the sender's signature and that the
@@ -231,6 +259,7 @@ pub fn open(recipient: &SigningKey, envelope: &[u8]) -> Result<Letter, MailError
         return Err(MailError::WrongRecipient);
     }
     Ok(Letter {
+        id: letter_id(&signed.signature),
         from: letter.from,
         timestamp: letter.timestamp,
         content: letter.content,
@@ -256,9 +285,11 @@ mod tests {
         let pa = PublicKey::from(&a).to_hex();
         assert!(!hex::encode(&env).contains(&pa));
         let got = open(&b, &env).unwrap();
+        assert_eq!(got.id.len(), LETTER_ID_CHARS);
         assert_eq!(
             got,
             Letter {
+                id: got.id.clone(),
                 from: PublicKey::from(&a),
                 timestamp: 42,
                 content: "hello B".into(),
@@ -266,6 +297,9 @@ mod tests {
             }
         );
         assert_eq!(open(&c, &env), Err(MailError::Undecryptable));
+        // The sender knows the same id.
+        let (env2, id) = seal_with_id(&a, &PublicKey::from(&b), 42, "hello B", None).unwrap();
+        assert_eq!(open(&b, &env2).unwrap().id, id);
         let mut bad = env.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;

@@ -9,19 +9,29 @@
 //! * [`network`] — the `--proxy` / `--tor` / `--i2p-proxy` flags and the connector they pick.
 //! * [`announce`], [`torrent`], [`feed`], [`seeder`] — messages as torrents (feature
 //!   `torrent`): our tracker client, the librqbit wrapper, `share`/`find`, and `seed`.
+//! * [`mail`], [`mailbox`], [`inbox`] — direct messages: sealing letters, the mailbox HTTP
+//!   client, and the `send`/`inbox` commands.
+//! * [`contacts`] — petnames, and the resolver for every PUBKEY argument.
+//! * [`keys`] — `key export|import` (one identity on several devices).
+//! * [`publish`] — the `publish` command.
 //! * [`cli`] — the `megatorrent` command line.
 
 #[cfg(feature = "torrent")]
 pub mod announce;
 pub mod api;
 pub mod cli;
+pub mod contacts;
 pub mod display;
 #[cfg(feature = "torrent")]
 pub mod feed;
 pub mod http;
 pub mod identity;
+pub mod inbox;
+pub mod keys;
 pub mod mail;
+pub mod mailbox;
 pub mod network;
+pub mod publish;
 #[cfg(feature = "torrent")]
 pub mod seeder;
 pub mod subscribe;

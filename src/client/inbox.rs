@@ -1,0 +1,371 @@
+//! `megatorrent send` and `megatorrent inbox`: end-to-end encrypted direct messages through
+//! the server's mailbox (see `docs/mail.md`).
+//!
+//! `send` seals a signed letter to the recipient ([`super::mail::seal_with_id`]) and posts
+//! it. `inbox` lists the mailbox with signed requests, fetches each envelope, opens and
+//! verifies it (sender signature, addressed to us), prints the verified ones in the order
+//! the server received them, and acknowledges (deletes) each message once it was printed
+//! or found invalid. A message is acknowledged only after it was written out, so a crash
+//! in between shows it again next time rather than losing it.
+
+use std::error::Error as _;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use ed25519_dalek::SigningKey;
+
+use super::cli::{self, emit, note, warn_loose_permissions, Cli, CliError};
+use super::contacts::Contacts;
+use super::display::{iso8601_utc, printable};
+use super::http::HttpClient;
+use super::identity::Home;
+use super::mail::{self, Letter, MailError, LETTER_ID_CHARS, MAX_BUCKET};
+use super::mailbox::{MailEntry, MailboxClient};
+
+/// Default seconds between two polls of `inbox --watch`.
+pub const DEFAULT_INTERVAL_SECS: u64 = 10;
+
+/// `megatorrent send` arguments.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The recipient: a public key (64 hex characters) or a contact's name
+    #[arg(value_name = "PUBKEY")]
+    pub to: String,
+    /// The message text (or use --file)
+    #[arg(
+        value_name = "TEXT",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    pub text: Option<String>,
+    /// Read the message text from this UTF-8 file
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The id of the letter this answers (32 hex characters, as `inbox` shows it)
+    #[arg(long, value_name = "ID")]
+    pub reply_to: Option<String>,
+}
+
+/// `megatorrent inbox` arguments.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Keep polling for new messages until interrupted (Ctrl-C)
+    #[arg(long)]
+    pub watch: bool,
+    /// Print each message as one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between polls with --watch
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = DEFAULT_INTERVAL_SECS,
+        requires = "watch",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub interval: u64,
+}
+
+/// Why `send` or `inbox` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailCmdError {
+    /// Nothing to send.
+    #[error("the message is empty")]
+    Empty,
+    /// The letter does not fit the largest padding bucket.
+    #[error("the message is too long: {size} bytes once encoded, at most {max}")]
+    TooLong {
+        /// Encoded size.
+        size: usize,
+        /// The limit ([`MAX_BUCKET`]).
+        max: usize,
+    },
+    /// `--file` could not be read.
+    #[error("cannot read {}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `--file` is not UTF-8.
+    #[error("{} is not UTF-8 text", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `--reply-to` is not a letter id.
+    #[error("invalid --reply-to {0:?}: expected a letter id of 32 hex characters")]
+    BadReplyTo(String),
+    /// The letter could not be sealed.
+    #[error("cannot seal the message")]
+    Seal(#[source] MailError),
+    /// `507`: the recipient's quota is used up.
+    #[error("the recipient's mailbox is full (server quota reached); try again once they have read their mail")]
+    MailboxFull,
+    /// `413`: the server's envelope cap is below this envelope.
+    #[error("the server refuses an envelope of {size} bytes as too large; send a shorter message")]
+    RefusedAsTooLarge {
+        /// The envelope size.
+        size: usize,
+    },
+}
+
+async fn mailbox_client(cli: &Cli, home: &Home) -> Result<MailboxClient, CliError> {
+    let (connector, base) = cli::connector_and_base(cli, home).await?;
+    let http =
+        HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
+    Ok(MailboxClient::new(http))
+}
+
+/// Read `--file`: at most one byte over [`MAX_BUCKET`] is read (longer text cannot be sent).
+fn read_text(path: &Path) -> Result<String, MailCmdError> {
+    let read_err = |source| MailCmdError::ReadFile {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut buf = Vec::new();
+    f.take(MAX_BUCKET as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_err)?;
+    if buf.len() > MAX_BUCKET {
+        return Err(MailCmdError::TooLong {
+            size: buf.len(),
+            max: MAX_BUCKET,
+        });
+    }
+    String::from_utf8(buf).map_err(|_| MailCmdError::NotUtf8 {
+        path: path.to_owned(),
+    })
+}
+
+fn check_reply_to(id: &str) -> Result<String, MailCmdError> {
+    if id.len() == LETTER_ID_CHARS && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(MailCmdError::BadReplyTo(id.chars().take(80).collect()))
+    }
+}
+
+/// `megatorrent send`: seal a letter to the recipient and post it; prints
+/// `sent <letter id> to <name or key>`.
+pub async fn send(
+    cli: &Cli,
+    home: &Home,
+    args: &SendArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let contacts = Contacts::load(home)?;
+    let to = contacts.resolve(&args.to)?;
+    let content = match (&args.text, &args.file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => read_text(path)?,
+        (None, None) => return Err(MailCmdError::Empty.into()),
+    };
+    if content.is_empty() {
+        return Err(MailCmdError::Empty.into());
+    }
+    let reply_to = args.reply_to.as_deref().map(check_reply_to).transpose()?;
+    let id = home.load_identity()?;
+    warn_loose_permissions(home);
+    let now = u64::try_from(crate::now_ms()).unwrap_or(0);
+    let (envelope, letter_id) =
+        mail::seal_with_id(id.signing_key(), &to, now, &content, reply_to.as_deref()).map_err(
+            |e| match e {
+                MailError::TooLarge { size, max } => MailCmdError::TooLong { size, max },
+                other => MailCmdError::Seal(other),
+            },
+        )?;
+    let size = envelope.len();
+    let client = mailbox_client(cli, home).await?;
+    let posted =
+        client
+            .post(&to, envelope)
+            .await
+            .map_err(|e| match e.server().map(|s| s.status) {
+                Some(507) => MailCmdError::MailboxFull.into(),
+                Some(413) => MailCmdError::RefusedAsTooLarge { size }.into(),
+                _ => CliError::from(e),
+            })?;
+    let line = format!(
+        "sent {letter_id} to {}, kept until {}\n",
+        contacts.label(&to),
+        iso8601_utc(posted.expires_at)
+    );
+    emit(out, line.as_bytes())
+}
+
+/// `megatorrent inbox`: print verified messages and acknowledge them; with `--watch`, poll
+/// until interrupted (a failed poll is reported and retried).
+pub async fn inbox(
+    cli: &Cli,
+    home: &Home,
+    args: &InboxArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let id = home.load_identity()?;
+    warn_loose_permissions(home);
+    let client = mailbox_client(cli, home).await?;
+    let key = id.signing_key();
+    if !args.watch {
+        let (shown, rejected) = round(&client, key, home, args.json, out).await?;
+        if shown == 0 && rejected == 0 {
+            note("no new messages");
+        }
+        return Ok(());
+    }
+    let interval = Duration::from_secs(args.interval);
+    loop {
+        match round(&client, key, home, args.json, out).await {
+            Ok(_) => {}
+            Err(e @ CliError::Output(_)) => return Err(e),
+            Err(e) => note(&format!(
+                "warning: {}; retrying in {}s",
+                chain(&e),
+                args.interval
+            )),
+        }
+        tokio::select! {
+            res = tokio::signal::ctrl_c() => {
+                return res.map_err(CliError::Output);
+            }
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// `error: cause: root cause` on one line.
+fn chain(e: &CliError) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+/// One pass over the mailbox; returns (printed, rejected).
+async fn round(
+    client: &MailboxClient,
+    key: &SigningKey,
+    home: &Home,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<(usize, usize), CliError> {
+    let contacts = Contacts::load(home)?;
+    let mut entries = client.list(key).await?;
+    entries.sort_by_key(|e| e.received_at);
+    let (mut shown, mut rejected) = (0, 0);
+    for entry in entries {
+        let Some(envelope) = client.fetch(key, &entry.id).await? else {
+            continue; // acknowledged meanwhile (another device) or expired
+        };
+        match mail::open(key, &envelope) {
+            Ok(letter) => {
+                emit(out, render(&letter, &entry, &contacts, json).as_bytes())?;
+                shown += 1;
+            }
+            Err(e) => {
+                note(&format!(
+                    "rejected message {}: {e}; it is not shown and is deleted",
+                    entry.id
+                ));
+                rejected += 1;
+            }
+        }
+        match client.ack(key, &entry.id).await {
+            Ok(_) => {}
+            Err(e) => note(&format!(
+                "warning: could not delete message {} from the server ({e}); it may be shown again",
+                entry.id
+            )),
+        }
+    }
+    Ok((shown, rejected))
+}
+
+/// One message for the terminal (header line, then the text indented, control characters
+/// escaped) or as one JSON line.
+fn render(letter: &Letter, entry: &MailEntry, contacts: &Contacts, json: bool) -> String {
+    if json {
+        let v = serde_json::json!({
+            "id": letter.id,
+            "from": letter.from.to_hex(),
+            "contact": contacts.name_of(&letter.from),
+            "timestamp": letter.timestamp,
+            "receivedAt": entry.received_at,
+            "content": letter.content,
+            "replyTo": letter.reply_to,
+        });
+        return format!("{v}\n");
+    }
+    let mut s = format!(
+        "{} from {} [{}]",
+        iso8601_utc(letter.timestamp),
+        contacts.label(&letter.from),
+        letter.id
+    );
+    if let Some(r) = &letter.reply_to {
+        s.push_str(&format!(" re {}", printable(r)));
+    }
+    s.push('\n');
+    for line in letter.content.split('\n') {
+        s.push_str("  ");
+        s.push_str(&printable(line));
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::PublicKey;
+
+    #[test]
+    fn renders_safely_with_petnames() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let letter = Letter {
+            id: "ab".repeat(16),
+            from: PublicKey::from(&a),
+            timestamp: 0,
+            content: "hi\n\u{1b}[31mred".into(),
+            reply_to: None,
+        };
+        let entry = MailEntry {
+            id: "cd".repeat(16),
+            size: 561,
+            received_at: 5,
+            expires_at: 6,
+        };
+        let mut contacts = Contacts::default();
+        let plain = render(&letter, &entry, &contacts, false);
+        assert!(plain.contains(&PublicKey::from(&a).to_hex()), "{plain}");
+        assert!(!plain.contains('\u{1b}'), "{plain}");
+        assert_eq!(plain.lines().count(), 3, "{plain}");
+        contacts.add("alice", PublicKey::from(&a)).unwrap();
+        let plain = render(&letter, &entry, &contacts, false);
+        assert!(
+            plain.starts_with("1970-01-01T00:00:00.000Z from alice ["),
+            "{plain}"
+        );
+        let json = render(&letter, &entry, &contacts, true);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["contact"], "alice");
+        assert_eq!(v["content"], "hi\n\u{1b}[31mred");
+        assert_eq!(json.lines().count(), 1);
+    }
+
+    #[test]
+    fn reply_to_must_be_a_letter_id() {
+        assert_eq!(check_reply_to(&"AB".repeat(16)).unwrap(), "ab".repeat(16));
+        assert!(check_reply_to("xyz").is_err());
+        assert!(check_reply_to(&"a".repeat(33)).is_err());
+    }
+}
