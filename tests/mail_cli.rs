@@ -530,12 +530,24 @@ async fn inbox_watch_shows_letters_as_they_arrive_and_petnames_work_for_lookup(p
         .await
         .ok();
 
-    let mut child = mt_cmd(b, s.url(), &["inbox", "--watch", "--interval", "1"])
+    // An hour between polls: the letters can only arrive in time through the push.
+    let mut child = mt_cmd(b, s.url(), &["inbox", "--watch", "--interval", "3600"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = errs.next_line().await.unwrap() {
+            if line.contains("the server pushes new mail") {
+                return;
+            }
+        }
+        panic!("inbox --watch exited before its push socket was up");
+    })
+    .await
+    .expect("the push socket is up within 30 s");
     let t = tag();
     for i in 0..2 {
         let text = format!("watched {i} {t}");

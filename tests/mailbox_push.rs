@@ -35,9 +35,11 @@ async fn challenge(c: &mut WsClient) -> String {
 async fn subscribe_signed(c: &mut WsClient, key: &SigningKey, signer: &SigningKey) -> Value {
     let ch = challenge(c).await;
     let sig = sign_subscribe(signer, &ch);
-    c.send(&json!({"action": "subscribe", "mailbox": hex(key), "challenge": ch,
-                   "signature": sig.to_hex()}))
-        .await;
+    c.send(
+        &json!({"action": "subscribe", "mailbox": hex(key), "challenge": ch,
+                   "signature": sig.to_hex()}),
+    )
+    .await;
     c.recv().await
 }
 
@@ -131,9 +133,11 @@ async fn bad_proofs_are_refused_and_challenges_are_single_use() {
     // No challenge issued on this socket (or a made-up one).
     let made_up = "0".repeat(32);
     let sig = sign_subscribe(&b, &made_up);
-    ws.send(&json!({"action": "subscribe", "mailbox": hex(&b), "challenge": made_up,
-                    "signature": sig.to_hex()}))
-        .await;
+    ws.send(
+        &json!({"action": "subscribe", "mailbox": hex(&b), "challenge": made_up,
+                    "signature": sig.to_hex()}),
+    )
+    .await;
     let v = ws.recv().await;
     assert!(
         v["failure reason"]
@@ -151,14 +155,20 @@ async fn bad_proofs_are_refused_and_challenges_are_single_use() {
     assert_eq!(ws.recv().await["status"], "ok");
     ws.send(&frame).await;
     let v = ws.recv().await;
-    assert!(v["failure reason"].as_str().unwrap().contains("spent"), "{v}");
+    assert!(
+        v["failure reason"].as_str().unwrap().contains("spent"),
+        "{v}"
+    );
 
     // The same frame on another socket is worthless there (its challenge differs).
     let mut other_ws = connect(s.addr, "/").await;
     let _ = challenge(&mut other_ws).await;
     other_ws.send(&frame).await;
     let v = other_ws.recv().await;
-    assert!(v["failure reason"].as_str().unwrap().contains("spent"), "{v}");
+    assert!(
+        v["failure reason"].as_str().unwrap().contains("spent"),
+        "{v}"
+    );
     post(&s, &b, b"y").await;
     assert_eq!(ws.recv().await["action"], "mail");
     quiet(&mut other_ws).await;
@@ -174,7 +184,10 @@ async fn bad_proofs_are_refused_and_challenges_are_single_use() {
             .await;
         let v = other_ws.recv().await;
         assert!(
-            v["failure reason"].as_str().unwrap().starts_with("invalid:"),
+            v["failure reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid:"),
             "{v}"
         );
     }
@@ -192,7 +205,10 @@ async fn a_socket_watches_a_bounded_number_of_mailboxes() {
     let k = sk(30);
     let v = subscribe_signed(&mut ws, &k, &k).await;
     assert!(
-        v["failure reason"].as_str().unwrap().starts_with("too-large:"),
+        v["failure reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("too-large:"),
         "{v}"
     );
     s.stop().await;

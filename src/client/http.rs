@@ -228,6 +228,18 @@ impl HttpClient {
         &self.base
     }
 
+    /// The connector every request dials through.
+    #[must_use]
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The whole-request timeout.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Send one request to `path` (relative to the base prefix; starts with `/`).
     pub async fn request(
         &self,

@@ -8,7 +8,6 @@
 //! or found invalid. A message is acknowledged only after it was written out, so a crash
 //! in between shows it again next time rather than losing it.
 
-use std::error::Error as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +22,8 @@ use super::http::HttpClient;
 use super::identity::Home;
 use super::mail::{self, Letter, MailError, LETTER_ID_CHARS, MAX_BUCKET};
 use super::mailbox::{MailEntry, MailboxClient};
+use super::mailpush::MailPush;
+use super::ws::WsError;
 
 /// Default seconds between two polls of `inbox --watch`.
 pub const DEFAULT_INTERVAL_SECS: u64 = 10;
@@ -219,27 +220,75 @@ pub async fn inbox(
         return Ok(());
     }
     let interval = Duration::from_secs(args.interval);
+    // New mail wakes us at once through the server's push socket; the poll every
+    // `interval` stays, so a lost push (or a server without it) only delays a message.
+    let mut push: Option<MailPush> = None;
     loop {
         match round(&client, key, home, args.json, out).await {
             Ok(_) => {}
             Err(e @ CliError::Output(_)) => return Err(e),
             Err(e) => note(&format!(
                 "warning: {}; retrying in {}s",
-                chain(&e),
+                error_chain(&e),
                 args.interval
             )),
         }
-        tokio::select! {
+        if push.is_none() {
+            match MailPush::open(client.http(), key).await {
+                Ok(p) => {
+                    push = Some(p);
+                    note(&format!(
+                        "watching: the server pushes new mail; also polling every {}s",
+                        args.interval
+                    ));
+                    // Mail stored between the last listing and the subscription got no
+                    // push: list once more now.
+                    continue;
+                }
+                Err(e) => note(&format!(
+                    "warning: no new-mail push ({}); polling every {}s",
+                    error_chain(&e),
+                    args.interval
+                )),
+            }
+        }
+        let woke = tokio::select! {
             res = tokio::signal::ctrl_c() => {
+                if let Some(p) = push.take() {
+                    p.close().await;
+                }
                 return res.map_err(CliError::Output);
             }
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(interval) => Wake::Timer,
+            r = arrival(push.as_mut()) => Wake::Push(r),
+        };
+        if let Wake::Push(Err(e)) = woke {
+            note(&format!(
+                "warning: the new-mail push stopped ({}); polling every {}s",
+                error_chain(&e),
+                args.interval
+            ));
+            push = None;
         }
     }
 }
 
-/// `error: cause: root cause` on one line.
-fn chain(e: &CliError) -> String {
+/// What ended a wait of `inbox --watch`.
+enum Wake {
+    Timer,
+    Push(Result<(), WsError>),
+}
+
+/// The next push, or never without a push socket.
+async fn arrival(push: Option<&mut MailPush>) -> Result<(), WsError> {
+    match push {
+        Some(p) => p.arrival().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(cause) = src {

@@ -62,6 +62,12 @@ impl MailboxClient {
         Self { http }
     }
 
+    /// The HTTP client underneath (its connector and base URL).
+    #[must_use]
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
     /// Store `envelope` for `to` (no authentication, nothing about the sender).
     pub async fn post(&self, to: &PublicKey, envelope: Vec<u8>) -> Result<Posted, ApiError> {
         let ct = (

@@ -30,6 +30,7 @@ pub mod inbox;
 pub mod keys;
 pub mod mail;
 pub mod mailbox;
+pub mod mailpush;
 pub mod network;
 pub mod publish;
 #[cfg(feature = "torrent")]

@@ -59,7 +59,7 @@ pub async fn post(
         MailPut::Stored => {
             state.pubsub().mail_arrived(&recipient, &rec.id).await;
             Ok((
-            StatusCode::CREATED,
+                StatusCode::CREATED,
                 Json(json!({"id": rec.id, "expiresAt": rec.expires_at_ms})),
             ))
         }

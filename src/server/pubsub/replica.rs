@@ -214,7 +214,12 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef";
         let text = format!("{}:{id}", key.to_hex());
         assert_eq!(parse_mail_payload(&text), Some((key, id)));
-        for bad in ["", "x:1", &format!("{}:zz", key.to_hex()), &format!("{}:", key.to_hex())] {
+        for bad in [
+            "",
+            "x:1",
+            &format!("{}:zz", key.to_hex()),
+            &format!("{}:", key.to_hex()),
+        ] {
             assert_eq!(parse_mail_payload(bad), None, "{bad}");
         }
     }

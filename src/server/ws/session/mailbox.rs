@@ -40,7 +40,10 @@ impl Session {
         let text = |name: &str| msg.get(name).and_then(Value::as_str).unwrap_or_default();
         let mailbox = text("mailbox");
         if !self.state.config().mailbox.enabled {
-            return self.send(reply(mailbox, "unavailable: the mailbox is disabled".into()));
+            return self.send(reply(
+                mailbox,
+                "unavailable: the mailbox is disabled".into(),
+            ));
         }
         let Some(key) = PublicKey::from_hex(mailbox)
             .ok()
@@ -55,7 +58,8 @@ impl Session {
             return self.send(reply(mailbox, reason.into()));
         }
         if issued.as_deref() != Some(challenge) {
-            let reason = "invalid: unknown or spent challenge (send {\"action\":\"challenge\"} first)";
+            let reason =
+                "invalid: unknown or spent challenge (send {\"action\":\"challenge\"} first)";
             return self.send(reply(mailbox, reason.into()));
         }
         let Ok(signature) = Signature::from_hex(text("signature")) else {
@@ -73,9 +77,8 @@ impl Session {
                 return self.send(reply(mailbox, reason));
             }
             if self.state.pubsub().mail().watch(&key, &self.outbox) == Err(WatchError::Full) {
-                let reason = format!(
-                    "too-large: at most {MAX_WATCHERS_PER_MAILBOX} sockets per mailbox"
-                );
+                let reason =
+                    format!("too-large: at most {MAX_WATCHERS_PER_MAILBOX} sockets per mailbox");
                 return self.send(reply(mailbox, reason));
             }
             self.mailboxes.insert(key);
@@ -85,7 +88,10 @@ impl Session {
 
     /// `unsubscribe` with a `mailbox` member.
     pub(super) fn unsubscribe_mailbox(&mut self, msg: &Value) {
-        let mailbox = msg.get("mailbox").and_then(Value::as_str).unwrap_or_default();
+        let mailbox = msg
+            .get("mailbox")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let Ok(key) = PublicKey::from_hex(mailbox) else {
             let reason = "invalid: mailbox must be a public key in 64 lowercase hex";
             return self.fail(Some("unsubscribe"), reason);
