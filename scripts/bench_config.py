@@ -7,9 +7,14 @@
                                                 then drop the per-packet complaints from LOG
   bench_config.py TRACKERS 0 summary            markdown: medians, spreads and ratios
 """
+import os
 import re
 import statistics
 import sys
+
+# scripts/bench-compare --no-keep-alive sets MEGATORRENT_BENCH_KEEP_ALIVE=false.
+KEEP_ALIVE_ON = os.environ.get("MEGATORRENT_BENCH_KEEP_ALIVE", "true") != "false"
+KEEP_ALIVE = "true" if KEEP_ALIVE_ON else "false"
 
 
 def patch(path, port, mode, secs):
@@ -28,6 +33,14 @@ def patch(path, port, mode, secs):
             line = f"duration = {secs}"
         elif re.match(r"^\s*log_level\s*=", line):
             line = 'log_level = "error"'
+        elif re.match(r"^\s*enable_tls\s*=", line):
+            # Plain HTTP on loopback: no tracker here is given a certificate.
+            line = "enable_tls = false"
+        elif mode == "load-http" and re.match(r"^keep_alive\s*=", line):
+            line = f"keep_alive = {KEEP_ALIVE}"
+        elif mode == "load-http" and not KEEP_ALIVE_ON and re.match(r"^connection_creation_interval_ms\s*=", line):
+            # Without keep-alive every request is a new connection: open them at once.
+            line = "connection_creation_interval_ms = 0"
         out.append(line)
     open(path, "w", encoding="utf-8").write("\n".join(out) + "\n")
 
@@ -35,21 +48,32 @@ def patch(path, port, mode, secs):
 def parse(path):
     text = open(path, encoding="utf-8", errors="replace").read()
     avg = re.findall(r"Average responses per second:\s*([\d.]+)", text)
-    ann = re.findall(r"Announce responses:\s*([\d.]+)", text)
+    # The load tester prints a sample every second; their mean is the run's rate of
+    # successful announce answers (refusals such as "torrent is full" are not counted).
+    ann = [float(x) for x in re.findall(r"Announce responses:\s*([\d.]+)", text)]
     invalid = text.count("Received invalid response")
-    print(f"{avg[-1] if avg else 0} {ann[-1] if ann else 0} {invalid}")
+    mean = statistics.mean(ann) if ann else 0
+    print(f"{avg[-1] if avg else 0} {mean:.2f} {invalid}")
 
 
 def compact(path):
-    """Replace the load tester's per-packet complaints by their count (they run to MBs)."""
+    """Replace the load tester's per-answer complaints by their counts (they run to MBs)."""
     lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
     invalid = sum(1 for l in lines if l.startswith("Received invalid response"))
-    if not invalid:
+    failures = {}
+    for l in lines:
+        if l.startswith("failure response: "):
+            failures[l] = failures.get(l, 0) + 1
+    if not invalid and not failures:
         return
-    noise = re.compile(r"^(Received invalid response|\s+kind:|\s+error:|})")
-    kept = [l for l in lines if not noise.match(l)]
-    kept.insert(0, f"[{invalid} 'Received invalid response' entries removed by bench_config.py]")
-    open(path, "w", encoding="utf-8").write("\n".join(kept) + "\n")
+    noise = re.compile(r"^(Received invalid response|\s+kind:|\s+error:|}|failure response: )")
+    kept = [l for l in lines if not noise.match(l)] if invalid else [
+        l for l in lines if not l.startswith("failure response: ")
+    ]
+    notes = [f"[{n} × '{text}' removed by bench_config.py]" for text, n in sorted(failures.items())]
+    if invalid:
+        notes.append(f"[{invalid} 'Received invalid response' entries removed by bench_config.py]")
+    open(path, "w", encoding="utf-8").write("\n".join(notes + kept) + "\n")
 
 
 def summary(path):
@@ -93,7 +117,9 @@ def summary(path):
     print("| protocol | ours / fastest valid other | per-round ratios median (min–max) |")
     print("| --- | --- | ---: |")
     for proto in sorted({p for p, _ in rows}):
-        ours = {r[0]: r[1] for r in rows.get((proto, "megatorrent"), [])}
+        # Ratios compare successful announce answers per second (column 3), so a tracker
+        # answering fast with refusals gains nothing.
+        ours = {r[0]: r[2] for r in rows.get((proto, "megatorrent"), [])}
         # An anchor whose answers the load tester cannot read (opentracker's whitelist build
         # refuses unknown info-hashes) is no anchor.
         anchors = [
@@ -105,8 +131,8 @@ def summary(path):
         if not ours or not anchors:
             print(f"| {proto} | no valid anchor measured | |")
             continue
-        best_name, best = max(anchors, key=lambda a: statistics.median([r[1] for r in a[1]]))
-        ratios = [ours[r[0]] / r[1] for r in best if r[0] in ours and r[1] > 0]
+        best_name, best = max(anchors, key=lambda a: statistics.median([r[2] for r in a[1]]))
+        ratios = [ours[r[0]] / r[2] for r in best if r[0] in ours and r[2] > 0]
         print(f"| {proto} | vs {best_name} | {spread_ratio(ratios)} |")
 
 
