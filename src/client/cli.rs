@@ -16,7 +16,7 @@ use super::identity::{Home, IdentityError};
 use super::network::NetArgs;
 use super::subscribe::{self as live, LiveError, SubscribeOptions, WsPublish};
 use crate::net::{Connector, NetError};
-use crate::proto::{Collection, HexError, ManifestError, PublicKey, UnsignedManifest};
+use crate::proto::{Collection, HexError, Manifest, ManifestError, PublicKey, UnsignedManifest};
 
 /// The server used when neither `--server` nor `MEGATORRENT_SERVER` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:6969";
@@ -383,6 +383,30 @@ pub(crate) async fn publish(
     replace: bool,
 ) -> Result<u64, CliError> {
     check_publish_args(title, items)?;
+    publish_edit(home, client, &mut |current| {
+        let mut collections = match (current, replace) {
+            (Some(m), false) => m.collections().to_vec(),
+            _ => Vec::new(),
+        };
+        merge_items(&mut collections, title, items);
+        Ok(collections)
+    })
+    .await
+}
+
+/// Computes the collections to publish from the server's current manifest (`None` if it
+/// has none); see [`publish_edit`].
+pub(crate) type EditFn<'a> =
+    dyn FnMut(Option<&Manifest>) -> Result<Vec<Collection>, CliError> + Send + 'a;
+
+/// Publish the next sequence of our manifest, its collections computed by `edit` from the
+/// server's current manifest (`None` if it has none); after a `409 Conflict` the current
+/// manifest is refetched and `edit` called again. Returns the published sequence.
+pub(crate) async fn publish_edit(
+    home: &Home,
+    client: &SignalingClient,
+    edit: &mut EditFn<'_>,
+) -> Result<u64, CliError> {
     let id = home.load_identity()?;
     warn_loose_permissions(home);
     let pk = id.public_key();
@@ -394,11 +418,7 @@ pub(crate) async fn publish(
     for attempt in 0..=MAX_CONFLICT_RETRIES {
         let current = client.get_manifest(&pk).await?;
         let server_seq = current.as_ref().map_or(0, |m| m.sequence());
-        let mut collections = match (&current, replace) {
-            (Some(m), false) => m.collections().to_vec(),
-            _ => Vec::new(),
-        };
-        merge_items(&mut collections, title, items);
+        let collections = edit(current.as_ref())?;
         let sequence = 1 + state.highest_for(&pk).max(server_seq).max(conflict_floor);
         let manifest = UnsignedManifest {
             sequence,
