@@ -276,6 +276,13 @@ pub async fn share(
             magnet,
         });
     }
+    // The next share must be newer than this batch's last message, which may still be in
+    // the future (one millisecond per message: at most MAX_BATCH ms).
+    let last = base.saturating_add(shared.len() as u64);
+    let now = u64::try_from(crate::now_ms()).unwrap_or(0);
+    if now < last {
+        tokio::time::sleep(Duration::from_millis(last - now)).await;
+    }
     let published = archive::publish_messages(cli, home, &shared).await?;
     let mut text = String::new();
     for s in &shared {
