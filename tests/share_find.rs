@@ -272,6 +272,46 @@ async fn share_and_find_fail_cleanly_on_bad_input() {
         run.code == Some(1) && run.stderr.contains("over the"),
         "{run:?}"
     );
+    // Batches: only blank lines, a line over the content cap; nothing is published.
+    let blank = h.join("blank.txt");
+    std::fs::write(&blank, "\n  \n\n").unwrap();
+    let run = mt(
+        h,
+        &server.url,
+        &["share", "--batch", blank.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        run.code == Some(1) && run.stderr.contains("no non-empty line"),
+        "{run:?}"
+    );
+    let long = h.join("long.txt");
+    std::fs::write(&long, format!("ok\n{}\n", "a".repeat(64 * 1024 + 1))).unwrap();
+    let run = mt(
+        h,
+        &server.url,
+        &["share", "--batch", long.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        run.code == Some(1) && run.stderr.contains("over the"),
+        "{run:?}"
+    );
+    let left = std::fs::read_dir(h.join("messages")).map_or(0, Iterator::count);
+    assert_eq!(left, 0, "a refused batch writes no message");
+    let key = mt(h, &server.url, &["whoami"]).await.ok().to_owned();
+    let run = mt(h, &server.url, &["lookup", &key]).await;
+    assert!(
+        run.code == Some(1) && run.stderr.contains("no manifest"),
+        "{run:?}"
+    );
+    // An unknown key with --watch fails at once, like without.
+    let unknown = hex::encode(SigningKey::from_bytes(&[43; 32]).verifying_key().to_bytes());
+    let run = mt(h, &server.url, &["find", "--watch", &unknown]).await;
+    assert!(
+        run.code == Some(1) && run.stderr.contains("no such feed"),
+        "{run:?}"
+    );
     let run = mt(h, &server.url, &["find", "zz"]).await;
     assert!(
         run.code == Some(1) && run.stderr.contains("invalid public key"),

@@ -259,14 +259,20 @@ pub async fn share(
     let tracker = tracker_url(cli)?;
     // Consecutive milliseconds keep the order of a batch.
     let base = u64::try_from(crate::now_ms()).unwrap_or(0);
-    let mut shared = Vec::with_capacity(contents.len());
-    for (i, content) in (0u64..).zip(contents) {
-        let message = UnsignedMessage {
-            timestamp: base.saturating_add(i),
-            content,
-        }
-        .sign(id.signing_key())
-        .map_err(FeedError::Message)?;
+    // Sign everything first, so that bad input leaves nothing behind.
+    let messages = (0u64..)
+        .zip(contents)
+        .map(|(i, content)| {
+            UnsignedMessage {
+                timestamp: base.saturating_add(i),
+                content,
+            }
+            .sign(id.signing_key())
+            .map_err(FeedError::Message)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut shared = Vec::with_capacity(messages.len());
+    for message in messages {
         let file = dir.join(message.file_name());
         std::fs::write(&file, message.canonical_bytes()).map_err(io_err("write", &file))?;
         let magnet = seeder::magnet_of(&file, &tracker).await?;
