@@ -281,6 +281,27 @@ impl SignalingClient {
     }
 }
 
+impl SignalingClient {
+    /// The server's manifest size cap: `limits.maxManifestBytes` of `/v1/info`, or
+    /// [`ManifestLimits::DEFAULT_MAX_BYTES`] if the server does not say; never above
+    /// [`ManifestLimits::HARD_MAX_BYTES`].
+    pub async fn max_manifest_bytes(&self) -> Result<usize, ApiError> {
+        let resp = self
+            .http
+            .request(Method::GET, "/v1/info", &[], None)
+            .await?;
+        if resp.status != StatusCode::OK {
+            return Err(error_from(&resp));
+        }
+        let cap = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["limits"]["maxManifestBytes"].as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(ManifestLimits::DEFAULT_MAX_BYTES);
+        Ok(cap.min(ManifestLimits::HARD_MAX_BYTES))
+    }
+}
+
 /// The proof-of-work challenge advertised in `/v1/info`.
 #[derive(Debug, Deserialize)]
 struct PowChallenge {

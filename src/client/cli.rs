@@ -17,7 +17,7 @@ use super::identity::{Home, IdentityError};
 use super::inbox::{self, InboxArgs, MailCmdError, SendArgs};
 use super::keys::{self, KeyCmdError, KeyCommand};
 use super::network::NetArgs;
-pub(crate) use super::publish::publish;
+pub(crate) use super::publish::{publish, publish_edit, EditFn};
 use super::publish::publish_ws;
 pub use super::publish::{merge_items, MAX_CONFLICT_RETRIES};
 use super::subscribe::{self as live, LiveError, SubscribeOptions};

@@ -2,31 +2,44 @@
 //!
 //! State under `--home`:
 //! * `messages/msg-<short>.json` — our own signed messages (each is one torrent);
-//! * `feeds/<pubkey>/<infohash>/msg-….json` — fetched messages, with
-//!   `feeds/<pubkey>/<infohash>.ok` once verified or `….rejected` (holding the reason).
+//! * `messages/archive-<short>.jsonl` — our archives (see [`archive`]);
+//! * `feeds/<pubkey>/<infohash>/msg-….json` (or `archive-….jsonl`) — fetched torrents,
+//!   with `feeds/<pubkey>/<infohash>.ok` once verified or `….rejected` (holding the
+//!   reason).
+//!
+//! Reading is in [`read`], `find --watch` in [`watch`], the archive path in [`archive`].
 
-use std::collections::HashSet;
+mod archive;
+mod read;
+mod watch;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use futures_util::StreamExt as _;
 
-use super::announce::{Announce, AnnounceError, Event, TrackerClient};
+use super::announce::{AnnounceError, TrackerClient};
 use super::cli::{self, Cli, CliError};
-use super::display::{iso8601_utc, printable};
 use super::http::HttpClient;
 use super::identity::Home;
 use super::seeder;
-use super::torrent::{magnet_info_hash, Engine, EngineConfig, TorrentError};
+use super::torrent::TorrentError;
 use crate::proto::{Message, MessageError, PublicKey, UnsignedMessage};
 
-/// How many message torrents `find` downloads at once.
+pub(crate) use read::single_file;
+
+/// How many torrents `find` downloads at once.
 pub const FETCH_CONCURRENCY: usize = 8;
 /// The collection of the manifest that lists message magnets.
 pub const MESSAGES_COLLECTION: &str = "messages";
+/// The collection of the manifest that lists the newest archive torrent.
+pub const ARCHIVE_COLLECTION: &str = "archive";
+/// The most messages one `share --batch` shares.
+pub const MAX_BATCH: usize = 10_000;
+/// The largest `share --batch` file: 64 MiB.
+pub const MAX_BATCH_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// `megatorrent share` arguments.
 #[derive(Debug, Args)]
@@ -34,13 +47,17 @@ pub struct ShareArgs {
     /// The message text (or use --file)
     #[arg(
         value_name = "TEXT",
-        required_unless_present = "file",
-        conflicts_with = "file"
+        required_unless_present_any = ["file", "batch"],
+        conflicts_with_all = ["file", "batch"]
     )]
     pub text: Option<String>,
     /// Read the message text from this UTF-8 file
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "batch")]
     pub file: Option<PathBuf>,
+    /// Share each non-empty line of this UTF-8 file as its own message, in order (at most
+    /// 10 000 lines, 64 MiB), with one manifest update
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
     /// Return once the manifest is published and a background `megatorrent seed` runs
     #[arg(long)]
     pub detach: bool,
@@ -65,6 +82,21 @@ pub struct FindArgs {
     /// Address the peer listener binds to
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
     pub listen: SocketAddr,
+    /// After printing the feed, follow it (WebSocket subscription) and print new messages
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: poll the manifest over HTTP every SECS seconds instead
+    #[arg(long, value_name = "SECS", requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub interval: Option<u64>,
+    /// With --watch: exit after printing N new messages
+    #[arg(long, value_name = "N", requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// With --watch: exit after SECS seconds (an error if --count was not reached)
+    #[arg(long, value_name = "SECS", requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_time: Option<u64>,
 }
 
 /// Why a feed command failed.
@@ -96,8 +128,8 @@ pub enum FeedError {
     /// Our tracker refused or was unreachable.
     #[error(transparent)]
     Announce(#[from] AnnounceError),
-    /// Some message torrents could not be downloaded.
-    #[error("could not download {failed} of {total} messages (see above)")]
+    /// Some message or archive torrents could not be downloaded.
+    #[error("could not download {failed} of {total} torrents (see above)")]
     Incomplete {
         /// How many failed.
         failed: usize,
@@ -107,6 +139,16 @@ pub enum FeedError {
     /// The background seeder did not start.
     #[error("the background seeder did not start: {0}")]
     Seeder(String),
+    /// `find --watch --max-time` passed before `--count` new messages arrived.
+    #[error("only {got} of {wanted} new messages arrived within {secs}s")]
+    WatchTimedOut {
+        /// New messages printed.
+        got: u64,
+        /// New messages wanted.
+        wanted: u64,
+        /// The time limit.
+        secs: u64,
+    },
 }
 
 pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FeedError {
@@ -152,30 +194,57 @@ pub(crate) fn feed_dir(home: &Home, key: &PublicKey) -> PathBuf {
     home.dir().join("feeds").join(key.to_hex())
 }
 
-fn read_content(args: &ShareArgs) -> Result<String, FeedError> {
+fn read_contents(args: &ShareArgs) -> Result<Vec<String>, FeedError> {
+    if let Some(batch) = &args.batch {
+        let text = read_text(batch, MAX_BATCH_FILE_BYTES)?;
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        if lines.is_empty() {
+            return Err(FeedError::Input(format!(
+                "{} has no non-empty line",
+                batch.display()
+            )));
+        }
+        if lines.len() > MAX_BATCH {
+            return Err(FeedError::Input(format!(
+                "{} has {} messages, over the batch cap of {MAX_BATCH}",
+                batch.display(),
+                lines.len()
+            )));
+        }
+        return Ok(lines);
+    }
     let content = match (&args.text, &args.file) {
         (Some(t), _) => t.clone(),
-        (None, Some(f)) => {
-            let meta = std::fs::metadata(f).map_err(io_err("read", f))?;
-            if meta.len() > Message::MAX_CONTENT_BYTES as u64 {
-                return Err(FeedError::Message(MessageError::ContentTooLarge {
-                    size: usize::try_from(meta.len()).unwrap_or(usize::MAX),
-                    max: Message::MAX_CONTENT_BYTES,
-                }));
-            }
-            let bytes = std::fs::read(f).map_err(io_err("read", f))?;
-            String::from_utf8(bytes)
-                .map_err(|_| FeedError::Input(format!("{} is not UTF-8 text", f.display())))?
-        }
+        (None, Some(f)) => read_text(f, Message::MAX_CONTENT_BYTES as u64)?,
         (None, None) => return Err(FeedError::Input("give the message text or --file".into())),
     };
     if content.trim().is_empty() {
         return Err(FeedError::Input("the message is empty".into()));
     }
-    Ok(content)
+    Ok(vec![content])
 }
 
-/// `megatorrent share`: sign, write, make the torrent, publish, seed.
+/// A UTF-8 file of at most `max` bytes.
+fn read_text(f: &Path, max: u64) -> Result<String, FeedError> {
+    let meta = std::fs::metadata(f).map_err(io_err("read", f))?;
+    if meta.len() > max {
+        return Err(FeedError::Input(format!(
+            "{} is {} bytes, over the {max}-byte cap",
+            f.display(),
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(f).map_err(io_err("read", f))?;
+    String::from_utf8(bytes)
+        .map_err(|_| FeedError::Input(format!("{} is not UTF-8 text", f.display())))
+}
+
+/// `megatorrent share`: sign, write, make the torrents, publish (archiving the oldest
+/// messages if the manifest would pass the server's cap), seed.
 pub async fn share(
     cli: &Cli,
     home: &Home,
@@ -183,32 +252,68 @@ pub async fn share(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     refuse_proxied(cli)?;
-    let content = read_content(args)?;
+    let contents = read_contents(args)?;
     let id = home.load_identity()?;
-    let message = UnsignedMessage {
-        timestamp: u64::try_from(crate::now_ms()).unwrap_or(0),
-        content,
-    }
-    .sign(id.signing_key())
-    .map_err(FeedError::Message)?;
     let dir = own_dir(home);
     std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-    let file = dir.join(message.file_name());
-    std::fs::write(&file, message.canonical_bytes()).map_err(io_err("write", &file))?;
     let tracker = tracker_url(cli)?;
-    let magnet = seeder::magnet_of(&file, &tracker).await?;
-    let client = cli::signaling(cli, home).await?;
-    let seq = cli::publish(
-        home,
-        &client,
-        MESSAGES_COLLECTION,
-        std::slice::from_ref(&magnet),
-        false,
-    )
-    .await?;
-    cli::emit(out, format!("{magnet}\n").as_bytes())?;
+    // Consecutive milliseconds keep the order of a batch.
+    let base = u64::try_from(crate::now_ms()).unwrap_or(0);
+    // Sign everything first, so that bad input leaves nothing behind.
+    let messages = (0u64..)
+        .zip(contents)
+        .map(|(i, content)| {
+            UnsignedMessage {
+                timestamp: base.saturating_add(i),
+                content,
+            }
+            .sign(id.signing_key())
+            .map_err(FeedError::Message)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut shared = Vec::with_capacity(messages.len());
+    for message in messages {
+        let file = dir.join(message.file_name());
+        std::fs::write(&file, message.canonical_bytes()).map_err(io_err("write", &file))?;
+        let magnet = seeder::magnet_of(&file, &tracker).await?;
+        shared.push(archive::Shared {
+            message,
+            file,
+            magnet,
+        });
+    }
+    // The next share must be newer than this batch's last message, which may still be in
+    // the future (one millisecond per message: at most MAX_BATCH ms).
+    let last = base.saturating_add(shared.len() as u64);
+    let now = u64::try_from(crate::now_ms()).unwrap_or(0);
+    if now < last {
+        tokio::time::sleep(Duration::from_millis(last - now)).await;
+    }
+    let published = archive::publish_messages(cli, home, &shared).await?;
+    let mut text = String::new();
+    for s in &shared {
+        text.push_str(&s.magnet);
+        text.push('\n');
+    }
+    cli::emit(out, text.as_bytes())?;
+    let seq = published.sequence;
+    if published.archived > 0 {
+        cli::note(&format!(
+            "moved the {} oldest messages into {} archive torrent(s)",
+            published.archived,
+            published.archives.len()
+        ));
+    }
     if args.detach {
-        seeder::ensure_background(cli, home, &args.listen, &magnet).await?;
+        // What stays listed (archived message files are gone) and the new archives.
+        let mut wanted = published.archives;
+        wanted.extend(
+            shared
+                .iter()
+                .filter(|s| s.file.is_file())
+                .map(|s| s.magnet.clone()),
+        );
+        seeder::ensure_background(cli, home, &args.listen, &wanted).await?;
         cli::note(&format!(
             "published sequence {seq}; a background seeder is running"
         ));
@@ -220,19 +325,8 @@ pub async fn share(
     seeder::run(cli, home, args.listen, true, &mut std::io::sink()).await
 }
 
-/// One manifest item, in manifest order.
-struct Item {
-    index: usize,
-    magnet: String,
-    hash: String,
-}
-
-enum Fetched {
-    Ok,
-    Rejected(String),
-}
-
-/// `megatorrent find`: fetch, verify and print a feed, oldest first.
+/// `megatorrent find`: fetch, verify and print a feed, oldest first; with `--watch`, then
+/// follow it.
 pub async fn find(
     cli: &Cli,
     home: &Home,
@@ -246,212 +340,37 @@ pub async fn find(
         .get_manifest(&key)
         .await?
         .ok_or(FeedError::NoSuchFeed(key))?;
-    let dir = feed_dir(home, &key);
-    std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-    let mut seen = HashSet::new();
-    let mut items = Vec::new();
-    for (index, magnet) in manifest.items(MESSAGES_COLLECTION).iter().enumerate() {
-        match magnet_info_hash(magnet) {
-            Ok(h) if seen.insert(h) => items.push(Item {
-                index,
-                magnet: magnet.clone(),
-                hash: hex::encode(h),
-            }),
-            Ok(_) => {}
-            Err(e) => cli::note(&format!("skipped item {index}: {e}")),
+    let mut reader = read::Reader::new(cli, home, args, key)?;
+    let result = find_with(cli, home, args, &mut reader, manifest, out).await;
+    reader.finish().await;
+    result
+}
+
+async fn find_with(
+    cli: &Cli,
+    home: &Home,
+    args: &FindArgs,
+    reader: &mut read::Reader<'_>,
+    manifest: crate::proto::Manifest,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let pass = reader.pass(&manifest, out).await?;
+    if args.watch {
+        let pending = pass.failed > 0;
+        if pending {
+            cli::note(&format!(
+                "could not download {} of {} torrents (see above); retrying while watching",
+                pass.failed, pass.total
+            ));
         }
+        return watch::watch(cli, home, args, reader, manifest, pending, out).await;
     }
-    let missing: Vec<&Item> = items
-        .iter()
-        .filter(|i| status(&dir, &i.hash).is_none())
-        .collect();
-    let mut failed = 0;
-    if !missing.is_empty() {
-        failed = fetch_all(cli, home, &dir, &key, &missing, args).await?;
-    }
-    let mut messages = Vec::new();
-    for item in &items {
-        match status(&dir, &item.hash) {
-            Some(Fetched::Ok) => match load_verified(&dir.join(&item.hash), &key) {
-                Ok(m) => messages.push((m, item.index)),
-                Err(reason) => reject(&dir, &item.hash, &reason),
-            },
-            Some(Fetched::Rejected(reason)) => {
-                cli::note(&format!("rejected message {}: {reason}", item.hash));
-            }
-            None => {}
-        }
-    }
-    messages.sort_by_key(|(m, index)| (m.timestamp(), *index));
-    for (m, _) in &messages {
-        let line = if args.json {
-            let mut b = m.canonical_bytes().to_vec();
-            b.push(b'\n');
-            b
-        } else {
-            format!(
-                "{}  {}\n",
-                iso8601_utc(m.timestamp()),
-                printable(m.content())
-            )
-            .into_bytes()
-        };
-        cli::emit(out, &line)?;
-    }
-    if failed > 0 {
+    if pass.failed > 0 {
         return Err(FeedError::Incomplete {
-            failed,
-            total: items.len(),
+            failed: pass.failed,
+            total: pass.total,
         }
         .into());
     }
     Ok(())
-}
-
-fn status(dir: &Path, hash: &str) -> Option<Fetched> {
-    if dir.join(format!("{hash}.ok")).is_file() {
-        return Some(Fetched::Ok);
-    }
-    let rejected = dir.join(format!("{hash}.rejected"));
-    std::fs::read_to_string(rejected)
-        .ok()
-        .map(|r| Fetched::Rejected(printable(r.trim())))
-}
-
-/// Print the rejection line and remember it (so the next `find` reports it again without
-/// downloading).
-fn reject(dir: &Path, hash: &str, reason: &str) {
-    cli::note(&format!("rejected message {hash}: {reason}"));
-    record_rejection(dir, hash, reason);
-}
-
-fn record_rejection(dir: &Path, hash: &str, reason: &str) {
-    let path = dir.join(format!("{hash}.rejected"));
-    if let Err(e) = std::fs::write(&path, reason) {
-        cli::note(&format!("warning: cannot write {}: {e}", path.display()));
-    }
-}
-
-/// The single message file of a downloaded torrent directory, verified against `key`.
-pub(crate) fn load_verified(dir: &Path, key: &PublicKey) -> Result<Message, String> {
-    let file = single_file(dir)?;
-    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read the message file: {e}"))?;
-    Message::verify_from(&bytes, key).map_err(|e| e.to_string())
-}
-
-/// The one regular file in `dir` (a message torrent holds exactly one small file).
-pub(crate) fn single_file(dir: &Path) -> Result<PathBuf, String> {
-    let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the download: {e}"))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match entry.metadata() {
-            Ok(m) if m.is_file() => {
-                if m.len() > Message::MAX_DOCUMENT_BYTES as u64 {
-                    return Err("the message file is over the size cap".into());
-                }
-                files.push(path);
-            }
-            _ => return Err("the torrent is not a single message file".into()),
-        }
-    }
-    match files.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => Err("the torrent is not a single message file".into()),
-    }
-}
-
-async fn fetch_all(
-    cli: &Cli,
-    home: &Home,
-    dir: &Path,
-    key: &PublicKey,
-    missing: &[&Item],
-    args: &FindArgs,
-) -> Result<usize, CliError> {
-    let engine = Engine::start(&EngineConfig::new(args.listen), dir.to_owned())
-        .await
-        .map_err(FeedError::from)?;
-    let tracker = tracker_client(cli, home).await?;
-    let limit = Duration::from_secs(args.fetch_timeout);
-    let results: Vec<(&Item, Result<(), FeedError>)> = futures_util::stream::iter(missing)
-        .map(|item| {
-            let (engine, tracker) = (&engine, &tracker);
-            async move { (*item, fetch_one(engine, tracker, dir, item, limit).await) }
-        })
-        .buffer_unordered(FETCH_CONCURRENCY)
-        .collect()
-        .await;
-    engine.stop().await;
-    let mut failed = 0;
-    for (item, result) in results {
-        match result {
-            Ok(()) => match load_verified(&dir.join(&item.hash), key) {
-                Ok(_) => {
-                    let ok = dir.join(format!("{}.ok", item.hash));
-                    std::fs::write(&ok, b"").map_err(io_err("write", &ok))?;
-                }
-                // Reported when the feed is printed.
-                Err(reason) => record_rejection(dir, &item.hash, &reason),
-            },
-            Err(e) => {
-                failed += 1;
-                cli::note(&format!("could not fetch message {}: {e:#}", item.hash));
-            }
-        }
-    }
-    Ok(failed)
-}
-
-/// Announce as a leecher until our tracker names a peer, then download from those peers.
-async fn fetch_one(
-    engine: &Engine,
-    tracker: &TrackerClient,
-    dir: &Path,
-    item: &Item,
-    limit: Duration,
-) -> Result<(), FeedError> {
-    let deadline = Instant::now() + limit;
-    let info_hash = magnet_info_hash(&item.magnet)?;
-    let out = dir.join(&item.hash);
-    std::fs::create_dir_all(&out).map_err(io_err("create", &out))?;
-    let own = engine.port();
-    let mut last_err = None;
-    while Instant::now() < deadline {
-        let reply = tracker
-            .announce(&Announce {
-                info_hash: &info_hash,
-                peer_id: engine.peer_id(),
-                port: own,
-                left: 1,
-                event: Event::Started,
-            })
-            .await?;
-        let peers: Vec<SocketAddr> = reply
-            .peers
-            .into_iter()
-            .filter(|p| !(p.port() == own && p.ip().is_loopback()))
-            .collect();
-        if peers.is_empty() {
-            last_err = Some(FeedError::Input("no peer is seeding it".into()));
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match engine
-            .fetch(
-                &item.magnet,
-                peers,
-                &out,
-                Message::MAX_DOCUMENT_BYTES as u64,
-                left,
-            )
-            .await
-        {
-            Ok(()) => return Ok(()),
-            Err(e @ TorrentError::TooLarge { .. }) => return Err(e.into()),
-            Err(e) => last_err = Some(e.into()),
-        }
-    }
-    Err(last_err.unwrap_or(FeedError::Torrent(TorrentError::Timeout(limit))))
 }

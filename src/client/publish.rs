@@ -7,7 +7,7 @@ use super::api::{PutResult, SignalingClient};
 use super::cli::{connector_and_base, note, shorten, warn_loose_permissions, Cli, CliError};
 use super::identity::Home;
 use super::subscribe::{self as live, WsPublish};
-use crate::proto::{Collection, UnsignedManifest};
+use crate::proto::{Collection, Manifest, UnsignedManifest};
 
 /// How many times `publish` refetches and retries after a `409 Conflict`.
 pub const MAX_CONFLICT_RETRIES: u32 = 3;
@@ -90,6 +90,30 @@ pub(crate) async fn publish(
     replace: bool,
 ) -> Result<u64, CliError> {
     check_publish_args(title, items)?;
+    publish_edit(home, client, &mut |current| {
+        let mut collections = match (current, replace) {
+            (Some(m), false) => m.collections().to_vec(),
+            _ => Vec::new(),
+        };
+        merge_items(&mut collections, title, items);
+        Ok(collections)
+    })
+    .await
+}
+
+/// Computes the collections to publish from the server's current manifest (`None` if it
+/// has none); see [`publish_edit`].
+pub(crate) type EditFn<'a> =
+    dyn FnMut(Option<&Manifest>) -> Result<Vec<Collection>, CliError> + Send + 'a;
+
+/// Publish the next sequence of our manifest, its collections computed by `edit` from the
+/// server's current manifest (`None` if it has none); after a `409 Conflict` the current
+/// manifest is refetched and `edit` called again. Returns the published sequence.
+pub(crate) async fn publish_edit(
+    home: &Home,
+    client: &SignalingClient,
+    edit: &mut EditFn<'_>,
+) -> Result<u64, CliError> {
     let id = home.load_identity()?;
     warn_loose_permissions(home);
     let pk = id.public_key();
@@ -101,11 +125,7 @@ pub(crate) async fn publish(
     for attempt in 0..=MAX_CONFLICT_RETRIES {
         let current = client.get_manifest(&pk).await?;
         let server_seq = current.as_ref().map_or(0, |m| m.sequence());
-        let mut collections = match (&current, replace) {
-            (Some(m), false) => m.collections().to_vec(),
-            _ => Vec::new(),
-        };
-        merge_items(&mut collections, title, items);
+        let collections = edit(current.as_ref())?;
         let sequence = 1 + state.highest_for(&pk).max(server_seq).max(conflict_floor);
         let manifest = UnsignedManifest {
             sequence,

@@ -1,7 +1,8 @@
 //! `megatorrent seed`: seed our own messages and every fetched feed, announcing each to our
 //! tracker; and the background seeder `share --detach` starts.
 //!
-//! The seeder rescans `messages/` and `feeds/` every [`RESCAN`], so a running seeder picks
+//! It seeds archives (`archive-*.jsonl`) like messages. The seeder rescans `messages/`
+//! and `feeds/` every [`RESCAN`], so a running seeder picks
 //! up what `share` and `find` add. Its PID is in `seed.pid`, the info-hashes it seeds in
 //! `seed.state` (one hex hash a line), its log in `seed.log`.
 
@@ -20,6 +21,7 @@ use super::cli::{self, Cli, CliError};
 use super::feed::{self, io_err, FeedError};
 use super::identity::Home;
 use super::torrent::{strip_udp_trackers, Engine, EngineConfig, TorrentError};
+use crate::proto::Archive;
 
 /// How often the seeder looks for new message files.
 pub const RESCAN: Duration = Duration::from_secs(2);
@@ -74,20 +76,28 @@ fn running_seeder(home: &Home) -> bool {
         .unwrap_or(false)
 }
 
-fn is_seeding(home: &Home, hash: &str) -> bool {
+fn is_seeding(home: &Home, hashes: &[String]) -> bool {
     std::fs::read_to_string(state_path(home))
-        .map(|s| s.lines().any(|l| l == hash))
+        .map(|s| {
+            let seeded: HashSet<&str> = s.lines().collect();
+            hashes.iter().all(|h| seeded.contains(h.as_str()))
+        })
         .unwrap_or(false)
 }
 
-/// Make sure a background seeder runs for `home` and seeds `magnet`, starting one if needed.
+/// Make sure a background seeder runs for `home` and has announced every one of
+/// `magnets`, starting one if needed.
 pub async fn ensure_background(
     cli: &Cli,
     home: &Home,
     listen: &SocketAddr,
-    magnet: &str,
+    magnets: &[String],
 ) -> Result<(), CliError> {
-    let hash = hex::encode(super::torrent::magnet_info_hash(magnet).map_err(FeedError::from)?);
+    let hashes = magnets
+        .iter()
+        .map(|m| super::torrent::magnet_info_hash(m).map(hex::encode))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(FeedError::from)?;
     let mut child = None;
     if !running_seeder(home) {
         let exe = std::env::current_exe().map_err(|e| FeedError::Seeder(e.to_string()))?;
@@ -116,7 +126,7 @@ pub async fn ensure_background(
     }
     let deadline = Instant::now() + Duration::from_secs(cli.timeout);
     while Instant::now() < deadline {
-        if is_seeding(home, &hash) {
+        if is_seeding(home, &hashes) {
             return Ok(());
         }
         if let Some(c) = child.as_mut() {
@@ -129,7 +139,7 @@ pub async fn ensure_background(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(FeedError::Seeder(format!(
-        "it did not seed the message within {}s",
+        "it did not seed the new torrents within {}s",
         cli.timeout
     ))
     .into())
@@ -264,14 +274,16 @@ fn write_state(home: &Home, seeding: &HashMap<PathBuf, Seeding>) {
     }
 }
 
-/// Every message file to seed: own `messages/msg-*.json`, and verified fetched ones.
+/// Every file to seed: own `messages/msg-*.json` and `messages/archive-*.jsonl`, and the
+/// verified fetched messages and archives.
 fn candidates(home: &Home, include_feeds: bool) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = list(&feed::own_dir(home))
         .into_iter()
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("msg-") && n.ends_with(".json"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                (n.starts_with("msg-") && n.ends_with(".json"))
+                    || (n.starts_with("archive-") && n.ends_with(".jsonl"))
+            })
         })
         .collect();
     if include_feeds {
@@ -279,7 +291,7 @@ fn candidates(home: &Home, include_feeds: bool) -> Vec<PathBuf> {
             for marker in list(&feed) {
                 let name = marker.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if let Some(hash) = name.strip_suffix(".ok") {
-                    if let Ok(file) = feed::single_file(&feed.join(hash)) {
+                    if let Ok(file) = feed::single_file(&feed.join(hash), Archive::MAX_BYTES) {
                         files.push(file);
                     }
                 }
@@ -296,7 +308,8 @@ fn list(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

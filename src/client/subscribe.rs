@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::display::{printable, render_manifest};
 use super::http::BaseUrl;
@@ -94,17 +95,28 @@ impl Backoff {
     }
 }
 
+/// Where new manifests go.
+enum Out<'a> {
+    /// Printed.
+    Write(&'a mut (dyn Write + Send)),
+    /// Handed to a watcher (which sees the newest one).
+    Latest(watch::Sender<Option<Manifest>>),
+}
+
 /// Printing state that survives reconnections.
 struct Follow<'a> {
     opts: &'a SubscribeOptions,
     last: HashMap<PublicKey, u64>,
     printed: u64,
-    out: &'a mut (dyn Write + Send),
+    out: Out<'a>,
 }
 
 impl Follow<'_> {
     fn done(&self) -> bool {
-        self.opts.count.is_some_and(|n| self.printed >= n)
+        match &self.out {
+            Out::Write(_) => self.opts.count.is_some_and(|n| self.printed >= n),
+            Out::Latest(tx) => tx.is_closed(),
+        }
     }
 
     /// Print `m` if it is new; returns whether it was.
@@ -118,6 +130,15 @@ impl Follow<'_> {
             return Ok(false);
         }
         self.last.insert(*key, m.sequence());
+        let out = match &mut self.out {
+            Out::Write(out) => out,
+            Out::Latest(tx) => {
+                // An error means the watcher is gone; `done` then ends the loop.
+                let _ = tx.send(Some(m.clone()));
+                self.printed += 1;
+                return Ok(true);
+            }
+        };
         let text = if self.opts.json {
             let mut b = m.canonical_bytes().to_vec();
             b.push(b'\n');
@@ -125,9 +146,8 @@ impl Follow<'_> {
         } else {
             format!("{}\n", render_manifest(m)).into_bytes()
         };
-        self.out
-            .write_all(&text)
-            .and_then(|()| self.out.flush())
+        out.write_all(&text)
+            .and_then(|()| out.flush())
             .map_err(LiveError::Output)?;
         self.printed += 1;
         Ok(true)
@@ -146,7 +166,7 @@ pub async fn subscribe(
         opts,
         last: HashMap::new(),
         printed: 0,
-        out,
+        out: Out::Write(out),
     };
     let run = follow_forever(connector, base, &mut follow);
     let Some(limit) = opts.max_time else {
@@ -163,6 +183,33 @@ pub async fn subscribe(
             None => Ok(()),
         },
     }
+}
+
+/// Follow one key until `tx`'s receiver is dropped, reconnecting whenever the connection
+/// is lost, and hand each newer verified manifest to `tx` (a receiver that lags sees only
+/// the newest, which is all a feed reader needs). Returns early only if the server refuses
+/// the subscription.
+pub async fn follow_latest(
+    connector: &Connector,
+    base: &BaseUrl,
+    key: PublicKey,
+    request_timeout: Duration,
+    tx: watch::Sender<Option<Manifest>>,
+) -> Result<(), LiveError> {
+    let opts = SubscribeOptions {
+        keys: vec![key],
+        json: false,
+        count: None,
+        max_time: None,
+        request_timeout,
+    };
+    let mut follow = Follow {
+        opts: &opts,
+        last: HashMap::new(),
+        printed: 0,
+        out: Out::Latest(tx),
+    };
+    follow_forever(connector, base, &mut follow).await
 }
 
 async fn follow_forever(

@@ -2,6 +2,7 @@
 //!
 //! Every type that crosses the network is defined here with a symmetric parse/write pair.
 
+pub mod archive;
 pub mod bencode;
 pub mod json;
 pub mod keys;
@@ -14,6 +15,7 @@ pub mod tracker;
 pub mod udp;
 pub mod webtorrent;
 
+pub use archive::{Archive, ArchiveError};
 pub use keys::{HexError, InfoHash, PublicKey, Signature};
 pub use manifest::{Collection, Manifest, ManifestError, ManifestLimits, UnsignedManifest};
 pub use message::{Message, MessageError, UnsignedMessage};

@@ -1,0 +1,483 @@
+//! Reading a feed: download the message and archive torrents not fetched yet, verify every
+//! message, and print each verified message once, oldest first.
+//!
+//! A [`Reader`] keeps what it printed (by signature), so `find --watch` can call
+//! [`Reader::pass`] on each newer manifest and print only what is new, even when a message
+//! moves from the `messages` collection into an archive.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+
+use super::{
+    feed_dir, io_err, tracker_client, FeedError, FindArgs, ARCHIVE_COLLECTION, FETCH_CONCURRENCY,
+    MESSAGES_COLLECTION,
+};
+use crate::client::announce::{Announce, Event, TrackerClient};
+use crate::client::cli::{self, Cli, CliError};
+use crate::client::display::{iso8601_utc, printable};
+use crate::client::identity::Home;
+use crate::client::torrent::{magnet_info_hash, Engine, EngineConfig, TorrentError};
+use crate::proto::{Archive, Manifest, Message, PublicKey};
+
+/// The most archives followed (through `previous` links) from one manifest.
+pub const MAX_ARCHIVES: usize = 1000;
+
+/// One torrent listed in a manifest or an archive header.
+struct Item {
+    magnet: String,
+    hash: String,
+}
+
+/// What a torrent holds, and so how large it may be and how it is checked.
+#[derive(Clone, Copy)]
+enum Kind {
+    Message,
+    Archive,
+}
+
+impl Kind {
+    fn max_bytes(self) -> usize {
+        match self {
+            Kind::Message => Message::MAX_DOCUMENT_BYTES,
+            Kind::Archive => Archive::MAX_BYTES,
+        }
+    }
+}
+
+enum Fetched {
+    Ok,
+    Rejected(String),
+}
+
+/// What one [`Reader::pass`] did.
+pub(crate) struct Pass {
+    /// Messages printed.
+    pub printed: u64,
+    /// Torrents that could not be downloaded.
+    pub failed: usize,
+    /// Torrents listed (messages and archives).
+    pub total: usize,
+}
+
+/// The state of reading one feed.
+pub(crate) struct Reader<'a> {
+    cli: &'a Cli,
+    home: &'a Home,
+    args: &'a FindArgs,
+    key: PublicKey,
+    dir: PathBuf,
+    printed: HashSet<String>,
+    reported: HashSet<String>,
+    engine: Option<(Engine, TrackerClient)>,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader of `key`'s feed, keeping its downloads under `feeds/<key>/`.
+    pub fn new(
+        cli: &'a Cli,
+        home: &'a Home,
+        args: &'a FindArgs,
+        key: PublicKey,
+    ) -> Result<Self, FeedError> {
+        let dir = feed_dir(home, &key);
+        std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        Ok(Self {
+            cli,
+            home,
+            args,
+            key,
+            dir,
+            printed: HashSet::new(),
+            reported: HashSet::new(),
+            engine: None,
+        })
+    }
+
+    /// The feed's key.
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// Fetch what `manifest` lists and is missing, and print every verified message not
+    /// printed yet, oldest first (archived ones before listed ones at equal timestamps).
+    pub async fn pass(
+        &mut self,
+        manifest: &Manifest,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Pass, CliError> {
+        let mut found: Vec<Message> = Vec::new();
+        let (archived_failed, archives) = self.archives(manifest, &mut found).await?;
+        let items = self.items(manifest.items(MESSAGES_COLLECTION), "item");
+        let failed = archived_failed + self.fetch_missing(&items, Kind::Message).await?;
+        for item in &items {
+            match status(&self.dir, &item.hash) {
+                Some(Fetched::Ok) => match load_verified(&self.dir.join(&item.hash), &self.key) {
+                    Ok(m) => found.push(m),
+                    Err(reason) => {
+                        record_rejection(&self.dir, &item.hash, &reason);
+                        self.report(&item.hash, &item.hash, &reason);
+                    }
+                },
+                Some(Fetched::Rejected(reason)) => self.report(&item.hash, &item.hash, &reason),
+                None => {}
+            }
+        }
+        // A stable sort keeps archive order, then manifest order, at equal timestamps.
+        found.sort_by_key(Message::timestamp);
+        let mut printed = 0;
+        for m in &found {
+            if self.printed.insert(m.signature().to_hex()) {
+                print_message(out, m, self.args.json)?;
+                printed += 1;
+            }
+        }
+        Ok(Pass {
+            printed,
+            failed,
+            total: items.len() + archives,
+        })
+    }
+
+    /// Stop the torrent engine, if one was started.
+    pub async fn finish(self) {
+        if let Some((engine, _)) = self.engine {
+            engine.stop().await;
+        }
+    }
+
+    /// The valid magnets of `list`, once each (a bad one is reported once).
+    fn items(&mut self, list: &[String], what: &str) -> Vec<Item> {
+        let mut seen = HashSet::new();
+        let mut items = Vec::new();
+        for (index, magnet) in list.iter().enumerate() {
+            match magnet_info_hash(magnet) {
+                Ok(h) if seen.insert(h) => items.push(Item {
+                    magnet: magnet.clone(),
+                    hash: hex::encode(h),
+                }),
+                Ok(_) => {}
+                Err(e) => {
+                    if self.reported.insert(format!("bad:{magnet}")) {
+                        cli::note(&format!("skipped {what} {index}: {e}"));
+                    }
+                }
+            }
+        }
+        items
+    }
+
+    /// Follow the `archive` collection and each archive's `previous` links, appending the
+    /// verified messages oldest archive first; returns (downloads failed, archives seen).
+    async fn archives(
+        &mut self,
+        manifest: &Manifest,
+        found: &mut Vec<Message>,
+    ) -> Result<(usize, usize), CliError> {
+        let roots = self.items(manifest.items(ARCHIVE_COLLECTION), "archive");
+        let root_hashes: Vec<String> = roots.iter().map(|i| i.hash.clone()).collect();
+        let mut level = roots;
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut graph: HashMap<String, Vec<String>> = HashMap::new();
+        let mut parsed: HashMap<String, Archive> = HashMap::new();
+        let mut failed = 0;
+        while !level.is_empty() {
+            level.retain(|i| visited.insert(i.hash.clone()));
+            if visited.len() > MAX_ARCHIVES {
+                return Err(FeedError::Input(format!(
+                    "the feed links more than {MAX_ARCHIVES} archives"
+                ))
+                .into());
+            }
+            failed += self.fetch_missing(&level, Kind::Archive).await?;
+            let mut next = Vec::new();
+            for item in &level {
+                match status(&self.dir, &item.hash) {
+                    Some(Fetched::Ok) => {
+                        match load_archive(&self.dir.join(&item.hash), &self.key) {
+                            Ok(a) => {
+                                let prev = self.items(a.previous(), "archive link");
+                                graph.insert(
+                                    item.hash.clone(),
+                                    prev.iter().map(|p| p.hash.clone()).collect(),
+                                );
+                                next.extend(prev);
+                                parsed.insert(item.hash.clone(), a);
+                            }
+                            Err(reason) => {
+                                record_rejection(&self.dir, &item.hash, &reason);
+                                self.report(&item.hash, &format!("archive {}", item.hash), &reason);
+                            }
+                        }
+                    }
+                    Some(Fetched::Rejected(reason)) => {
+                        self.report(&item.hash, &format!("archive {}", item.hash), &reason);
+                    }
+                    None => {}
+                }
+            }
+            level = next;
+        }
+        for hash in oldest_first(&root_hashes, &graph) {
+            let Some(archive) = parsed.get(&hash) else {
+                continue;
+            };
+            for (line, entry) in archive.entries().iter().enumerate() {
+                match entry {
+                    Ok(m) => found.push(m.clone()),
+                    Err(e) => self.report(
+                        &format!("{hash}:{line}"),
+                        &format!("in archive {hash}, line {}", line + 2),
+                        &e.to_string(),
+                    ),
+                }
+            }
+        }
+        Ok((failed, visited.len()))
+    }
+
+    /// Print a rejection line on stderr, once per run.
+    fn report(&mut self, id: &str, what: &str, reason: &str) {
+        if self.reported.insert(id.to_owned()) {
+            cli::note(&format!("rejected message {what}: {}", printable(reason)));
+        }
+    }
+
+    /// Download the items not fetched yet; returns how many failed.
+    async fn fetch_missing(&mut self, items: &[Item], kind: Kind) -> Result<usize, CliError> {
+        let missing: Vec<&Item> = items
+            .iter()
+            .filter(|i| status(&self.dir, &i.hash).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        if self.engine.is_none() {
+            let engine = Engine::start(&EngineConfig::new(self.args.listen), self.dir.clone())
+                .await
+                .map_err(FeedError::from)?;
+            let tracker = tracker_client(self.cli, self.home).await?;
+            self.engine = Some((engine, tracker));
+        }
+        let Some((engine, tracker)) = self.engine.as_ref() else {
+            return Ok(missing.len());
+        };
+        let limit = Duration::from_secs(self.args.fetch_timeout);
+        let dir = self.dir.as_path();
+        let results: Vec<(&Item, Result<(), FeedError>)> = futures_util::stream::iter(missing)
+            .map(|item| async move {
+                (
+                    item,
+                    fetch_one(engine, tracker, dir, item, kind, limit).await,
+                )
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed = 0;
+        for (item, result) in results {
+            match result {
+                Ok(()) => {
+                    let out = dir.join(&item.hash);
+                    let check = match kind {
+                        Kind::Message => load_verified(&out, &self.key).map(|_| ()),
+                        Kind::Archive => load_archive(&out, &self.key).map(|_| ()),
+                    };
+                    match check {
+                        Ok(()) => {
+                            let ok = dir.join(format!("{}.ok", item.hash));
+                            std::fs::write(&ok, b"").map_err(io_err("write", &ok))?;
+                        }
+                        // Reported when the feed is printed.
+                        Err(reason) => record_rejection(dir, &item.hash, &reason),
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    cli::note(&format!("could not fetch {}: {e:#}", item.hash));
+                }
+            }
+        }
+        Ok(failed)
+    }
+}
+
+/// Post-order over the archive links from `roots`: every archive after the ones it links
+/// to, so the oldest comes first.
+fn oldest_first(roots: &[String], graph: &HashMap<String, Vec<String>>) -> Vec<String> {
+    let mut order = Vec::new();
+    let mut done: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<(&str, bool)> = roots.iter().rev().map(|h| (h.as_str(), false)).collect();
+    while let Some((hash, expanded)) = stack.pop() {
+        if expanded {
+            order.push(hash.to_owned());
+            continue;
+        }
+        if !done.insert(hash) {
+            continue;
+        }
+        stack.push((hash, true));
+        for prev in graph.get(hash).into_iter().flatten().rev() {
+            if !done.contains(prev.as_str()) {
+                stack.push((prev, false));
+            }
+        }
+    }
+    order
+}
+
+/// One message as a line of `find`'s output.
+pub(crate) fn print_message(
+    out: &mut (dyn Write + Send),
+    m: &Message,
+    json: bool,
+) -> Result<(), CliError> {
+    let line = if json {
+        let mut b = m.canonical_bytes().to_vec();
+        b.push(b'\n');
+        b
+    } else {
+        format!(
+            "{}  {}\n",
+            iso8601_utc(m.timestamp()),
+            printable(m.content())
+        )
+        .into_bytes()
+    };
+    cli::emit(out, &line)
+}
+
+fn status(dir: &Path, hash: &str) -> Option<Fetched> {
+    if dir.join(format!("{hash}.ok")).is_file() {
+        return Some(Fetched::Ok);
+    }
+    let rejected = dir.join(format!("{hash}.rejected"));
+    std::fs::read_to_string(rejected)
+        .ok()
+        .map(|r| Fetched::Rejected(printable(r.trim())))
+}
+
+/// Remember a rejection (so the next `find` reports it again without downloading).
+fn record_rejection(dir: &Path, hash: &str, reason: &str) {
+    let path = dir.join(format!("{hash}.rejected"));
+    if let Err(e) = std::fs::write(&path, reason) {
+        cli::note(&format!("warning: cannot write {}: {e}", path.display()));
+    }
+}
+
+/// The single message file of a downloaded torrent directory, verified against `key`.
+pub(crate) fn load_verified(dir: &Path, key: &PublicKey) -> Result<Message, String> {
+    let file = single_file(dir, Message::MAX_DOCUMENT_BYTES)?;
+    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read the message file: {e}"))?;
+    Message::verify_from(&bytes, key).map_err(|e| e.to_string())
+}
+
+/// The single archive file of a downloaded torrent directory, parsed for `key`'s feed.
+fn load_archive(dir: &Path, key: &PublicKey) -> Result<Archive, String> {
+    let file = single_file(dir, Archive::MAX_BYTES)?;
+    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read the archive file: {e}"))?;
+    Archive::parse(&bytes, key).map_err(|e| e.to_string())
+}
+
+/// The one regular file in `dir`, at most `max` bytes (a message or archive torrent holds
+/// exactly one file).
+pub(crate) fn single_file(dir: &Path, max: usize) -> Result<PathBuf, String> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the download: {e}"))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_file() => {
+                if m.len() > max as u64 {
+                    return Err("the downloaded file is over the size cap".into());
+                }
+                files.push(path);
+            }
+            _ => return Err("the torrent is not a single file".into()),
+        }
+    }
+    match files.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err("the torrent is not a single file".into()),
+    }
+}
+
+/// Announce as a leecher until our tracker names a peer, then download from those peers.
+async fn fetch_one(
+    engine: &Engine,
+    tracker: &TrackerClient,
+    dir: &Path,
+    item: &Item,
+    kind: Kind,
+    limit: Duration,
+) -> Result<(), FeedError> {
+    let deadline = Instant::now() + limit;
+    let info_hash = magnet_info_hash(&item.magnet)?;
+    let out = dir.join(&item.hash);
+    std::fs::create_dir_all(&out).map_err(io_err("create", &out))?;
+    let own = engine.port();
+    let mut last_err = None;
+    while Instant::now() < deadline {
+        let reply = tracker
+            .announce(&Announce {
+                info_hash: &info_hash,
+                peer_id: engine.peer_id(),
+                port: own,
+                left: 1,
+                event: Event::Started,
+            })
+            .await?;
+        let peers: Vec<SocketAddr> = reply
+            .peers
+            .into_iter()
+            .filter(|p| !(p.port() == own && p.ip().is_loopback()))
+            .collect();
+        if peers.is_empty() {
+            last_err = Some(FeedError::Input("no peer is seeding it".into()));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match engine
+            .fetch(&item.magnet, peers, &out, kind.max_bytes() as u64, left)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e @ TorrentError::TooLarge { .. }) => return Err(e.into()),
+            Err(e) => last_err = Some(e.into()),
+        }
+    }
+    Err(last_err.unwrap_or(FeedError::Torrent(TorrentError::Timeout(limit))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_are_ordered_oldest_first() {
+        let g: HashMap<String, Vec<String>> = [
+            ("c".to_owned(), vec!["b".to_owned()]),
+            ("b".to_owned(), vec!["a".to_owned()]),
+            ("x".to_owned(), vec!["a".to_owned()]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(oldest_first(&["c".into()], &g), ["a", "b", "c"]);
+        assert_eq!(
+            oldest_first(&["c".into(), "x".into()], &g),
+            ["a", "b", "c", "x"]
+        );
+        let cycle: HashMap<String, Vec<String>> = [
+            ("p".to_owned(), vec!["q".to_owned()]),
+            ("q".to_owned(), vec!["p".to_owned()]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(oldest_first(&["p".into()], &cycle), ["q", "p"]);
+    }
+}
