@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "store_contract/profiles.rs"]
+mod profiles;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +24,7 @@ use megatorrent::store::{
 use rand::seq::SliceRandom;
 
 use common::pg::PgTestDb;
+use profiles::{concurrent_profile_puts_never_regress, profile_outcomes_and_expiry};
 
 /// One backend under test: its URL, an open store, and what to clean up.
 struct Harness {
@@ -109,6 +112,8 @@ contract!(
     mailbox_quota_list_ack_and_purge,
     mailbox_nonces_are_single_use,
     concurrent_mail_puts_respect_the_quota,
+    profile_outcomes_and_expiry,
+    concurrent_profile_puts_never_regress,
 );
 
 fn key(n: u8) -> PublicKey {
@@ -312,6 +317,7 @@ async fn stats_count_live_rows(h: &Harness) {
     let expect = |manifests, pointers| StoreStats {
         manifests,
         pointers,
+        profiles: 0,
     };
     assert_eq!(s.stats().await.unwrap(), expect(3, 2));
     assert!(s.delete_manifest(&key(2)).await.unwrap());

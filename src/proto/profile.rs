@@ -267,7 +267,9 @@ impl Profile {
         let value = json::parse_strict(bytes)?;
         json::check_numbers(&value)?;
         let Value::Object(mut obj) = value else {
-            return Err(ProfileError::Shape("a profile must be a JSON object".into()));
+            return Err(ProfileError::Shape(
+                "a profile must be a JSON object".into(),
+            ));
         };
         match obj.get("type") {
             Some(Value::String(t)) if t == PROFILE_TYPE => {}

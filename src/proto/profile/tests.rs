@@ -179,10 +179,7 @@ fn avatars_are_capped_and_must_be_base64() {
     };
     assert_eq!(
         over.sign(&sk(1), &lim()),
-        Err(ProfileError::AvatarTooLarge {
-            size: max + 1,
-            max
-        })
+        Err(ProfileError::AvatarTooLarge { size: max + 1, max })
     );
     // A smaller configured cap applies on verification too.
     let small = ProfileLimits {
@@ -257,7 +254,9 @@ fn timestamps_may_not_run_ahead() {
     let p = unsigned("A").sign(&sk(1), &lim()).unwrap();
     assert!(p.check_timestamp(1_700_000_000_000, 0).is_ok());
     assert_eq!(
-        p.check_timestamp(1_699_999_999_000, 999).unwrap_err().code(),
+        p.check_timestamp(1_699_999_999_000, 999)
+            .unwrap_err()
+            .code(),
         "timestamp-in-future"
     );
 }
