@@ -19,8 +19,10 @@ use crate::server::quota::{Per, Quota};
 
 mod hardening;
 mod mailbox;
+mod profiles;
 pub use hardening::{MetricsConfig, OnionProxyConfig, PowConfig};
 pub use mailbox::MailboxConfig;
+pub use profiles::ProfilesConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -48,6 +50,8 @@ pub struct Config {
     pub pow: PowConfig,
     /// The end-to-end encrypted mailbox.
     pub mailbox: MailboxConfig,
+    /// Signed profiles.
+    pub profiles: ProfilesConfig,
     /// The embedded onion service (feature `onion-server`).
     pub onion: OnionConfig,
 }
@@ -439,6 +443,7 @@ impl Config {
         self.tracker.validate(&mut errs);
         self.udp.validate(&mut errs);
         self.mailbox.validate(&mut errs);
+        self.profiles.validate(&mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
