@@ -241,7 +241,19 @@ impl SignalingClient {
     /// a proof-of-work (`428`), the challenge is read from `/v1/info`, solved and the write
     /// re-sent, up to [`MAX_POW_ATTEMPTS`] times.
     pub async fn put_manifest(&self, manifest: &Manifest) -> Result<PutResult, ApiError> {
-        let body = manifest.canonical_bytes();
+        let path = manifest_path(manifest.public_key());
+        self.put_signed(&path, manifest.canonical_bytes(), manifest.sequence())
+            .await
+    }
+
+    /// `PUT` a signed document (a manifest or a profile) with sequence `sequence` to `path`,
+    /// solving a proof-of-work and re-sending when the server demands one (`428`).
+    pub(crate) async fn put_signed(
+        &self,
+        path: &str,
+        body: &[u8],
+        sequence: u64,
+    ) -> Result<PutResult, ApiError> {
         let mut stamp: Option<HeaderValue> = None;
         let mut attempt = 0;
         let resp = loop {
@@ -254,12 +266,7 @@ impl SignalingClient {
             }
             let resp = self
                 .http
-                .request(
-                    Method::PUT,
-                    &manifest_path(manifest.public_key()),
-                    &headers,
-                    Some(body.to_vec()),
-                )
+                .request(Method::PUT, path, &headers, Some(body.to_vec()))
                 .await?;
             if resp.status != StatusCode::PRECONDITION_REQUIRED || attempt >= MAX_POW_ATTEMPTS {
                 break resp;
@@ -271,8 +278,8 @@ impl SignalingClient {
         struct Accepted {
             sequence: u64,
         }
-        let sequence = serde_json::from_slice::<Accepted>(&resp.body)
-            .map_or(manifest.sequence(), |b| b.sequence);
+        let sequence =
+            serde_json::from_slice::<Accepted>(&resp.body).map_or(sequence, |b| b.sequence);
         match resp.status {
             StatusCode::CREATED => Ok(PutResult::Created { sequence }),
             StatusCode::OK => Ok(PutResult::Updated { sequence }),

@@ -31,6 +31,7 @@ pub mod keys;
 pub mod mail;
 pub mod mailbox;
 pub mod network;
+pub mod profile;
 pub mod publish;
 #[cfg(feature = "torrent")]
 pub mod seeder;
