@@ -247,6 +247,25 @@ async fn sizes_are_capped(pg: bool) {
     s.stop().await;
 }
 
+/// Profile writes share the per-key write quota (checked once the signature verified).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_writes_are_rate_limited_per_key() {
+    let s = start(false, |c| {
+        c.limits.key_write_quota = "2r/m".parse().unwrap()
+    })
+    .await;
+    let (a, b) = (sk(1), sk(2));
+    for seq in 1..=2 {
+        assert!(put(&s, &a, &signed(&a, seq, "A", None)).await.status < 300);
+    }
+    let r = put(&s, &a, &signed(&a, 3, "A", None)).await;
+    assert_eq!((r.status, code(&r).as_str()), (429, "rate-limited"));
+    assert!(r.header("retry-after").is_some());
+    // Another key is not affected.
+    assert_eq!(put(&s, &b, &signed(&b, 1, "B", None)).await.status, 201);
+    s.stop().await;
+}
+
 /// Under paused time: a profile is served until its TTL, then answers 404 and is purged by
 /// the server's own task, but its sequence still refuses older (and equal) documents; a
 /// higher sequence publishes it again. Time is paused only while it is advanced.
