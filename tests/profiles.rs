@@ -142,6 +142,12 @@ async fn publish_and_read_back(pg: bool) {
     let m = request(s.addr, "GET", &manifest, &[], b"").await.unwrap();
     assert_eq!(m.status, 404);
 
+    // An avatar at the default cap fits (the body is over the manifest cap).
+    let full = signed(&a, 3, "Alice", Some(vec![7; 65536]));
+    assert!(full.len() > 65536);
+    assert_eq!(put(&s, &a, &full).await.status, 200);
+    assert_eq!(get(&s, &a).await.body, full);
+
     let info = request(s.addr, "GET", "/v1/info", &[], b"")
         .await
         .unwrap()
@@ -153,6 +159,21 @@ async fn publish_and_read_back(pg: bool) {
         .as_array()
         .unwrap()
         .contains(&json!("profiles")));
+    // Metered like manifest writes: publish kind, route template, store operations.
+    let m = request(s.metrics_addr, "GET", "/metrics", &[], b"")
+        .await
+        .unwrap();
+    let text = String::from_utf8(m.body).unwrap();
+    for want in [
+        "megatorrent_publishes_total{kind=\"profile\",result=\"created\"} 1",
+        "megatorrent_publishes_total{kind=\"profile\",result=\"unchanged\"} 1",
+        "megatorrent_publishes_total{kind=\"profile\",result=\"updated\"} 2",
+        "route=\"/v1/profiles/{key}\"",
+        "operation=\"put_profile\"",
+        "operation=\"get_profile\"",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
     s.stop().await;
 }
 
