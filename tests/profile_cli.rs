@@ -171,6 +171,25 @@ async fn set_and_get_round_trip(pg: bool) {
     mt(&b, url, &["profile", "get", "alice", "--avatar-out", outs])
         .await
         .fails_with("has no avatar");
+
+    // Bob's expired profile (sequence 9) is gone but its sequence is not: `set` meets the
+    // 409 and publishes above it.
+    let kb = mt(&b, url, &["whoami"]).await.ok().to_owned();
+    let bkey = PublicKey::from_hex(&kb).unwrap();
+    let expired = megatorrent::store::ProfileRecord {
+        key: bkey,
+        sequence: 9,
+        body: b"{}".to_vec(),
+        updated_at_ms: 0,
+        expires_at_ms: 1,
+    };
+    s.state.store().put_profile(&expired).await.unwrap();
+    mt(&a, url, &["profile", "get", &kb])
+        .await
+        .fails_with("no profile for");
+    let r = mt(&b, url, &["profile", "set", "--name", "Bob"]).await;
+    assert_eq!(r.ok(), "10");
+    assert!(r.stderr.contains("retrying as 10"), "{r:?}");
     s.stop().await;
 }
 
