@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::http::request;
 use common::server::{start_with, test_config};
 use ed25519_dalek::SigningKey;
-use megatorrent::proto::{pow, Collection, Manifest, UnsignedManifest};
+use megatorrent::proto::{
+    pow, Collection, Manifest, ProfileLimits, UnsignedManifest, UnsignedProfile,
+};
 use tokio::process::Command;
 
 fn manifest(key: &SigningKey, seq: u64) -> Manifest {
@@ -113,6 +115,32 @@ async fn writes_need_a_stamp_under_load_and_the_cli_solves_it() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 
+    // Profile writes are admitted the same way: refused without a stamp, solved by the CLI.
+    let profile = UnsignedProfile {
+        sequence: 1,
+        timestamp: u64::try_from(megatorrent::now_ms()).unwrap(),
+        name: "P".into(),
+        avatar: None,
+        mailbox_key: None,
+    }
+    .sign(&key, &ProfileLimits::default())
+    .unwrap();
+    let ppath = path.replace("/v1/manifests/", "/v1/profiles/");
+    let r = request(server.addr, "PUT", &ppath, &[], profile.canonical_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, &r.json()["error"]),
+        (428, &"pow-required".into())
+    );
+    let out = mt(&["profile", "set", "--name", "Solver"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+
     let text = String::from_utf8(
         request(server.metrics_addr, "GET", "/metrics", &[], b"")
             .await
@@ -126,5 +154,12 @@ async fn writes_need_a_stamp_under_load_and_the_cli_solves_it() {
         .unwrap();
     assert!(valid.parse::<u64>().unwrap() >= 2, "{text}");
     assert!(text.contains("megatorrent_publishes_total{kind=\"manifest\",result=\"pow_required\"}"));
+    let profile_pow = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("megatorrent_publishes_total{kind=\"profile\",result=\"pow_required\"} ")
+        })
+        .unwrap();
+    assert!(profile_pow.parse::<u64>().unwrap() >= 1, "{text}");
     server.stop().await;
 }

@@ -4,15 +4,15 @@
 //! verified, and its `publicKey` compared with the key that was asked for.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::http::{HttpClient, HttpError, HttpResponse};
+
+mod pow_solve;
 use crate::proto::{pow, Manifest, ManifestError, ManifestLimits, PublicKey};
 
 /// How many times a write is re-sent with a fresh proof-of-work stamp after a `428`.
@@ -241,7 +241,19 @@ impl SignalingClient {
     /// a proof-of-work (`428`), the challenge is read from `/v1/info`, solved and the write
     /// re-sent, up to [`MAX_POW_ATTEMPTS`] times.
     pub async fn put_manifest(&self, manifest: &Manifest) -> Result<PutResult, ApiError> {
-        let body = manifest.canonical_bytes();
+        let path = manifest_path(manifest.public_key());
+        self.put_signed(&path, manifest.canonical_bytes(), manifest.sequence())
+            .await
+    }
+
+    /// `PUT` a signed document (a manifest or a profile) with sequence `sequence` to `path`,
+    /// solving a proof-of-work and re-sending when the server demands one (`428`).
+    pub(crate) async fn put_signed(
+        &self,
+        path: &str,
+        body: &[u8],
+        sequence: u64,
+    ) -> Result<PutResult, ApiError> {
         let mut stamp: Option<HeaderValue> = None;
         let mut attempt = 0;
         let resp = loop {
@@ -254,12 +266,7 @@ impl SignalingClient {
             }
             let resp = self
                 .http
-                .request(
-                    Method::PUT,
-                    &manifest_path(manifest.public_key()),
-                    &headers,
-                    Some(body.to_vec()),
-                )
+                .request(Method::PUT, path, &headers, Some(body.to_vec()))
                 .await?;
             if resp.status != StatusCode::PRECONDITION_REQUIRED || attempt >= MAX_POW_ATTEMPTS {
                 break resp;
@@ -271,8 +278,8 @@ impl SignalingClient {
         struct Accepted {
             sequence: u64,
         }
-        let sequence = serde_json::from_slice::<Accepted>(&resp.body)
-            .map_or(manifest.sequence(), |b| b.sequence);
+        let sequence =
+            serde_json::from_slice::<Accepted>(&resp.body).map_or(sequence, |b| b.sequence);
         match resp.status {
             StatusCode::CREATED => Ok(PutResult::Created { sequence }),
             StatusCode::OK => Ok(PutResult::Updated { sequence }),
@@ -299,81 +306,6 @@ impl SignalingClient {
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(ManifestLimits::DEFAULT_MAX_BYTES);
         Ok(cap.min(ManifestLimits::HARD_MAX_BYTES))
-    }
-}
-
-/// The proof-of-work challenge advertised in `/v1/info`.
-#[derive(Debug, Deserialize)]
-struct PowChallenge {
-    difficulty: u8,
-    nonce: String,
-}
-
-impl SignalingClient {
-    /// Fetch the current challenge and solve it for `body`; returns the stamp header value.
-    async fn solve_pow(&self, body: &[u8]) -> Result<HeaderValue, ApiError> {
-        let resp = self
-            .http
-            .request(Method::GET, "/v1/info", &[], None)
-            .await?;
-        if resp.status != StatusCode::OK {
-            return Err(error_from(&resp));
-        }
-        #[derive(Deserialize)]
-        struct Info {
-            pow: PowChallenge,
-        }
-        let info: Info = serde_json::from_slice(&resp.body).map_err(|_| ApiError::PowChallenge)?;
-        let nonce = hex::decode(&info.pow.nonce).map_err(|_| ApiError::PowChallenge)?;
-        let difficulty = info.pow.difficulty;
-        if difficulty > MAX_POW_DIFFICULTY {
-            return Err(ApiError::PowTooHard { difficulty });
-        }
-        let digest = pow::body_digest(body);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _stop = CancelOnDrop(Arc::clone(&cancel));
-        let mut work = tokio::task::spawn_blocking(move || {
-            let mut start = rand::random::<u64>();
-            loop {
-                if cancel.load(Ordering::Relaxed) {
-                    return None;
-                }
-                if let Some(s) = pow::solve(&nonce, &digest, difficulty, start, 1 << 16) {
-                    return Some(s);
-                }
-                start = start.wrapping_add(1 << 16);
-            }
-        });
-        let slow = tokio::time::sleep(Duration::from_secs(1));
-        tokio::pin!(slow);
-        let mut noted = false;
-        let stamp = loop {
-            tokio::select! {
-                res = &mut work => break res.ok().flatten(),
-                () = &mut slow, if !noted => {
-                    noted = true;
-                    if let Some(p) = &self.progress {
-                        p(&format!("solving the server's proof-of-work (difficulty {difficulty})…"));
-                    }
-                }
-            }
-        };
-        let stamp = stamp.ok_or(ApiError::PowChallenge)?;
-        if noted {
-            if let Some(p) = &self.progress {
-                p("proof-of-work solved");
-            }
-        }
-        HeaderValue::from_str(&hex::encode(stamp)).map_err(|_| ApiError::PowChallenge)
-    }
-}
-
-/// Stops a proof-of-work search when the request is dropped (timeout, Ctrl-C).
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

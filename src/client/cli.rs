@@ -17,9 +17,10 @@ use super::identity::{Home, IdentityError};
 use super::inbox::{self, InboxArgs, MailCmdError, SendArgs};
 use super::keys::{self, KeyCmdError, KeyCommand};
 use super::network::NetArgs;
-pub(crate) use super::publish::{publish, publish_edit, EditFn};
+use super::profile::{ProfileCmdError, ProfileCommand};
 use super::publish::publish_ws;
 pub use super::publish::{merge_items, MAX_CONFLICT_RETRIES};
+pub(crate) use super::publish::{publish, publish_edit};
 use super::subscribe::{self as live, LiveError, SubscribeOptions};
 use crate::net::{Connector, NetError};
 use crate::proto::{HexError, ManifestError, PublicKey};
@@ -120,6 +121,9 @@ pub enum Command {
     /// Export or import this identity to use it on several devices
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Publish your signed profile (name, avatar, mailbox key) or read someone's
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Follow keys: print each new verified manifest as the server pushes it
     ///
     /// Connects to the server's WebSocket, prints the current manifest of each key, then
@@ -231,6 +235,9 @@ pub enum CliError {
     /// `key export` or `key import` failed.
     #[error(transparent)]
     Key(#[from] KeyCmdError),
+    /// `profile set` or `profile get` failed.
+    #[error(transparent)]
+    Profile(#[from] ProfileCmdError),
     /// Writing the result failed.
     #[error("cannot write output")]
     Output(#[source] io::Error),
@@ -272,6 +279,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
         Command::Inbox(args) => inbox::inbox(&cli, &home, args, out).await,
         Command::Contacts(cmd) => contacts::run(&home, cmd, out),
         Command::Key(cmd) => keys::run(&home, cmd, out),
+        Command::Profile(cmd) => super::profile::run(&cli, &home, cmd, out).await,
         Command::Subscribe {
             pubkeys,
             json,

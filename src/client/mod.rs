@@ -32,6 +32,7 @@ pub mod mail;
 pub mod mailbox;
 pub mod mailpush;
 pub mod network;
+pub mod profile;
 pub mod publish;
 #[cfg(feature = "torrent")]
 pub mod seeder;

@@ -142,6 +142,12 @@ hex_newtype!(
     64
 );
 hex_newtype!(
+    /// An X25519 public key a profile names for sealed mail (`mailboxKey`): 32 bytes, 64
+    /// lowercase hex characters on the wire.
+    MailboxKey,
+    32
+);
+hex_newtype!(
     /// A BitTorrent v1 info-hash: 20 bytes, 40 lowercase hex characters on the wire.
     InfoHash,
     20

@@ -51,6 +51,7 @@ pub async fn admit_publisher(
     let known = match kind {
         PublishKind::Manifest => state.store().manifest_high_water(key).await?.is_some(),
         PublishKind::Pointer => state.store().get_pointer(key).await?.is_some(),
+        PublishKind::Profile => state.store().profile_high_water(key).await?.is_some(),
     };
     if known {
         Ok(())
@@ -73,9 +74,12 @@ async fn identity_count(state: &AppState) -> Result<u64, ApiError> {
 /// Reload the identity count from the store.
 pub(super) async fn refresh_identities(state: &AppState) -> Result<(), ApiError> {
     let s = state.store().stats().await?;
-    state
-        .identities()
-        .store(s.manifests.saturating_add(s.pointers), Ordering::Relaxed);
+    state.identities().store(
+        s.manifests
+            .saturating_add(s.pointers)
+            .saturating_add(s.profiles),
+        Ordering::Relaxed,
+    );
     Ok(())
 }
 

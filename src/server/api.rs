@@ -82,11 +82,7 @@ pub async fn get_manifest(
     .ok_or(ApiError::NotFound)?;
     let etag = format!("\"{}\"", stored.sequence);
     let etag_value = HeaderValue::from_str(&etag).map_err(|_| ApiError::NotFound)?;
-    let not_modified = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| etag_matches(v, &etag));
+    let not_modified = if_none_match(&headers, &etag);
     let cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if not_modified {
         return Ok((
@@ -107,6 +103,15 @@ pub async fn get_manifest(
         stored.body,
     )
         .into_response())
+}
+
+/// Whether any `If-None-Match` header matches `etag`.
+pub(super) fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| etag_matches(v, etag))
 }
 
 /// Whether an `If-None-Match` header value matches `etag` (weak comparison, `*` matches).
@@ -130,7 +135,8 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         // SQLite is single-replica; PostgreSQL supports several replicas.
         "replication": if backend == "postgres" { "multi" } else { "single" },
         "features": [
-            "manifests", "pointers", "tracker", "websocket", "pubsub", "webtorrent", "long-poll", "mailbox"
+            "manifests", "pointers", "tracker", "websocket", "pubsub", "webtorrent", "long-poll", "mailbox",
+            "profiles"
         ],
         "limits": {
             "maxManifestBytes": state.manifest_limits().max_bytes,
@@ -154,6 +160,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         "websocket": super::ws::info(&cfg.websocket),
         "pow": state.pow().info(),
         "mailbox": super::mailbox::info(&cfg.mailbox),
+        "profiles": super::profile::info(&cfg.profiles),
     });
     super::admission::add_limits_info(&state, &mut info["limits"]);
     if let Some(onion) = state.onion_address() {

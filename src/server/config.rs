@@ -19,9 +19,11 @@ use crate::server::quota::{Per, Quota};
 
 mod hardening;
 mod mailbox;
+mod profiles;
 mod tracker;
 pub use hardening::{MetricsConfig, OnionProxyConfig, PowConfig};
 pub use mailbox::MailboxConfig;
+pub use profiles::ProfilesConfig;
 pub use tracker::{AccessMode, TrackerConfig, UdpConfig};
 
 /// The whole configuration.
@@ -50,6 +52,8 @@ pub struct Config {
     pub pow: PowConfig,
     /// The end-to-end encrypted mailbox.
     pub mailbox: MailboxConfig,
+    /// Signed profiles.
+    pub profiles: ProfilesConfig,
     /// The embedded onion service (feature `onion-server`).
     pub onion: OnionConfig,
 }
@@ -441,6 +445,7 @@ impl Config {
         self.tracker.validate(&mut errs);
         self.udp.validate(&mut errs);
         self.mailbox.validate(&mut errs);
+        self.profiles.validate(&mut errs);
         if errs.is_empty() {
             Ok(())
         } else {

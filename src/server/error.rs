@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::proto::mailbox::MailAuthError;
 use crate::proto::tracker::{Disposition, RequestError};
-use crate::proto::{HexError, ManifestError, PointerError};
+use crate::proto::{HexError, ManifestError, PointerError, ProfileError};
 use crate::server::tracker::Refusal;
 use crate::store::StoreError;
 
@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The manifest failed parsing, verification or the timestamp check.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The profile failed parsing, verification or the timestamp check.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     /// The pointer announce failed parsing or verification.
     #[error(transparent)]
     Pointer(#[from] PointerError),
@@ -138,6 +141,7 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Manifest(e) => (manifest_status(e), e.code()),
+            Self::Profile(e) => (profile_status(e), e.code()),
             Self::Pointer(e) => (pointer_status(e), e.code()),
             Self::BadKey(_) => (StatusCode::BAD_REQUEST, "invalid-key"),
             Self::KeyMismatch => (StatusCode::BAD_REQUEST, "key-mismatch"),
@@ -187,6 +191,7 @@ impl ApiError {
                 "difficulty": difficulty, "nonce": nonce,
             }),
             Self::Manifest(_)
+            | Self::Profile(_)
             | Self::StoreFull
             | Self::Pointer(_)
             | Self::BadKey(_)
@@ -213,6 +218,21 @@ fn manifest_status(e: &ManifestError) -> StatusCode {
         | ManifestError::Shape(_)
         | ManifestError::Hex { .. }
         | ManifestError::TimestampInFuture { .. } => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn profile_status(e: &ProfileError) -> StatusCode {
+    match e {
+        ProfileError::TooLarge { .. } | ProfileError::AvatarTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        ProfileError::BadSignature => StatusCode::FORBIDDEN,
+        ProfileError::Json(_)
+        | ProfileError::Shape(_)
+        | ProfileError::Name(_)
+        | ProfileError::Avatar(_)
+        | ProfileError::Hex { .. }
+        | ProfileError::TimestampInFuture { .. } => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -339,6 +359,47 @@ mod tests {
             ),
             (
                 ManifestError::TimestampInFuture {
+                    timestamp: 2,
+                    now: 1,
+                    max_skew_ms: 0,
+                }
+                .into(),
+                400,
+                "timestamp-in-future",
+            ),
+            (ProfileError::BadSignature.into(), 403, "bad-signature"),
+            (
+                ProfileError::TooLarge { size: 2, max: 1 }.into(),
+                413,
+                "too-large",
+            ),
+            (
+                ProfileError::AvatarTooLarge { size: 2, max: 1 }.into(),
+                413,
+                "avatar-too-large",
+            ),
+            (
+                ProfileError::Shape("x".into()).into(),
+                400,
+                "invalid-profile",
+            ),
+            (ProfileError::Name("x".into()).into(), 400, "invalid-name"),
+            (
+                ProfileError::Avatar("x".into()).into(),
+                400,
+                "invalid-avatar",
+            ),
+            (
+                ProfileError::Hex {
+                    member: "mailboxKey",
+                    source: HexError::NotLowerHex,
+                }
+                .into(),
+                400,
+                "invalid-hex",
+            ),
+            (
+                ProfileError::TimestampInFuture {
                     timestamp: 2,
                     now: 1,
                     max_skew_ms: 0,

@@ -131,6 +131,12 @@ pub(super) async fn serve_all(
             stop_accepting.clone(),
         ));
     }
+    tasks.spawn(super::profile::run_purger(
+        state.store_arc(),
+        *state.mail_clock(),
+        Duration::from_secs(state.config().profiles.purge_interval_secs),
+        stop_accepting.clone(),
+    ));
     tracing::info!(
         backend = state.store().backend(),
         "listening on http://{addr}"

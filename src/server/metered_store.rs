@@ -11,7 +11,7 @@ use super::metrics::{DbOp, Metrics};
 use crate::proto::PublicKey;
 use crate::store::{
     MailMeta, MailPut, MailQuota, MailRecord, MailTotals, ManifestRecord, PointerRecord, PoolUsage,
-    PutOutcome, Store, StoreError, StoreStats, StoredManifest,
+    ProfileRecord, PutOutcome, Store, StoreError, StoreStats, StoredManifest, StoredProfile,
 };
 
 /// Wraps a store; records latency (and failures) per operation in
@@ -69,6 +69,30 @@ impl Store for MeteredStore {
 
     async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError> {
         self.timed(DbOp::GetPointer, self.inner.get_pointer(key))
+            .await
+    }
+
+    async fn put_profile(&self, rec: &ProfileRecord) -> Result<PutOutcome, StoreError> {
+        self.timed(DbOp::PutProfile, self.inner.put_profile(rec))
+            .await
+    }
+
+    async fn get_profile(
+        &self,
+        key: &PublicKey,
+        now_ms: i64,
+    ) -> Result<Option<StoredProfile>, StoreError> {
+        self.timed(DbOp::GetProfile, self.inner.get_profile(key, now_ms))
+            .await
+    }
+
+    async fn profile_high_water(&self, key: &PublicKey) -> Result<Option<u64>, StoreError> {
+        self.timed(DbOp::ProfileHighWater, self.inner.profile_high_water(key))
+            .await
+    }
+
+    async fn purge_profiles(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.timed(DbOp::PurgeProfiles, self.inner.purge_profiles(now_ms))
             .await
     }
 

@@ -430,6 +430,7 @@ fn publish_kind(route: &str, method: &Method) -> Option<PublishKind> {
     match (route, method) {
         ("/v1/manifests/{key}", &Method::PUT) => Some(PublishKind::Manifest),
         ("/announce", &Method::POST) => Some(PublishKind::Pointer),
+        ("/v1/profiles/{key}", &Method::PUT) => Some(PublishKind::Profile),
         _ => None,
     }
 }

@@ -34,6 +34,7 @@ pub mod onion;
 mod pointer;
 pub mod pow;
 pub mod process;
+pub mod profile;
 pub mod proxy_protocol;
 pub mod pubsub;
 pub mod quota;
@@ -225,6 +226,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/manifests/{key}",
             get(api::get_manifest).put(api::put_manifest),
         )
+        .route("/v1/profiles/{key}", get(profile::get).put(profile::put))
         .route("/v1/info", get(api::info))
         .route("/v1/mailbox/{key}", get(mailbox::list).post(mailbox::post))
         .route(

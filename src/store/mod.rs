@@ -5,7 +5,7 @@
 //!
 //! Sequence high-water marks: each slot (manifest or pointer) keeps the highest sequence it
 //! ever accepted, even after the record is deleted or expires, so a replay of an old signed
-//! record can never be accepted again.
+//! record can never be accepted again. Profiles keep theirs past expiry and purging too.
 
 use async_trait::async_trait;
 
@@ -102,6 +102,37 @@ pub struct StoreStats {
     pub manifests: u64,
     /// Live pointer records.
     pub pointers: u64,
+    /// Stored profiles (expired ones count until the purge removes them).
+    pub profiles: u64,
+}
+
+/// A profile ready to store: already verified by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRecord {
+    /// The slot.
+    pub key: PublicKey,
+    /// The profile's sequence.
+    pub sequence: u64,
+    /// The canonical (JCS) bytes, signature included.
+    pub body: Vec<u8>,
+    /// Server time of the write (ms since the epoch); also "now" for deciding whether the
+    /// stored profile is still live.
+    pub updated_at_ms: i64,
+    /// When it expires unless replaced (ms since the epoch).
+    pub expires_at_ms: i64,
+}
+
+/// A stored, unexpired profile as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProfile {
+    /// The sequence.
+    pub sequence: u64,
+    /// The canonical bytes (identical for every reader).
+    pub body: Vec<u8>,
+    /// When it was written (ms since the epoch).
+    pub updated_at_ms: i64,
+    /// When it expires (ms since the epoch).
+    pub expires_at_ms: i64,
 }
 
 /// A sealed mailbox message ready to store. The server knows nothing about its sender.
@@ -194,6 +225,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// The live pointer record for `key`, if any.
     async fn get_pointer(&self, key: &PublicKey) -> Result<Option<PointerRecord>, StoreError>;
+
+    /// Store a profile under the rules of [`Store::put_manifest`], with its own sequence
+    /// space. A profile whose expiry is at or before `rec.updated_at_ms` is not live: the
+    /// same document re-sent then is a [`PutOutcome::Conflict`] (re-publishing needs a
+    /// higher sequence), and a higher sequence is [`PutOutcome::Created`]. The high-water
+    /// mark survives expiry and purging.
+    async fn put_profile(&self, rec: &ProfileRecord) -> Result<PutOutcome, StoreError>;
+
+    /// The profile for `key` unless it has expired by `now_ms`.
+    async fn get_profile(
+        &self,
+        key: &PublicKey,
+        now_ms: i64,
+    ) -> Result<Option<StoredProfile>, StoreError>;
+
+    /// The highest profile sequence ever accepted for `key` (even if since expired).
+    async fn profile_high_water(&self, key: &PublicKey) -> Result<Option<u64>, StoreError>;
+
+    /// Drop the documents of profiles expired by `now_ms` (`expires_at <= now_ms`), keeping
+    /// their high-water marks. Returns how many were dropped.
+    async fn purge_profiles(&self, now_ms: i64) -> Result<u64, StoreError>;
 
     /// Live record counts.
     async fn stats(&self) -> Result<StoreStats, StoreError>;

@@ -22,6 +22,7 @@
 //! process crash (`kill -9`) but not power loss. See [`StoreOptions::sqlite_sync_full`].
 
 mod mailbox;
+mod profile;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +35,8 @@ use sqlx::sqlite::{
 use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
     MailMeta, MailPut, MailQuota, MailRecord, MailTotals, ManifestRecord, PointerRecord,
-    PutOutcome, Store, StoreError, StoreOptions, StoreStats, StoredManifest,
+    ProfileRecord, PutOutcome, Store, StoreError, StoreOptions, StoreStats, StoredManifest,
+    StoredProfile,
 };
 use crate::proto::{PublicKey, Signature};
 
@@ -309,16 +311,38 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn put_profile(&self, rec: &ProfileRecord) -> Result<PutOutcome, StoreError> {
+        self.profile_put(rec).await
+    }
+
+    async fn get_profile(
+        &self,
+        key: &PublicKey,
+        now_ms: i64,
+    ) -> Result<Option<StoredProfile>, StoreError> {
+        self.profile_get(key, now_ms).await
+    }
+
+    async fn profile_high_water(&self, key: &PublicKey) -> Result<Option<u64>, StoreError> {
+        self.profile_mark(key).await
+    }
+
+    async fn purge_profiles(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.profile_purge(now_ms).await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let (manifests, pointers): (i64, i64) = sqlx::query_as(
+        let (manifests, pointers, profiles): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM manifests WHERE body IS NOT NULL), \
-                    (SELECT count(*) FROM pointers WHERE signature IS NOT NULL)",
+                    (SELECT count(*) FROM pointers WHERE signature IS NOT NULL), \
+                    (SELECT count(*) FROM profiles WHERE body IS NOT NULL)",
         )
         .fetch_one(&self.reader)
         .await?;
         Ok(StoreStats {
             manifests: count_from_db(manifests, "manifest")?,
             pointers: count_from_db(pointers, "pointer")?,
+            profiles: count_from_db(profiles, "profile")?,
         })
     }
 

@@ -24,6 +24,8 @@ label_enum!(
         Manifest => "manifest",
         /// `POST /announce` (proof-of-concept pointer).
         Pointer => "pointer",
+        /// `PUT /v1/profiles/{key}`.
+        Profile => "profile",
     }
 );
 
@@ -114,6 +116,14 @@ label_enum!(
         MailNonce => "mail_nonce",
         /// `purge_mail`.
         PurgeMail => "purge_mail",
+        /// `put_profile`.
+        PutProfile => "put_profile",
+        /// `get_profile`.
+        GetProfile => "get_profile",
+        /// `profile_high_water`.
+        ProfileHighWater => "profile_high_water",
+        /// `purge_profiles`.
+        PurgeProfiles => "purge_profiles",
         /// `ping`.
         Ping => "ping",
     }
