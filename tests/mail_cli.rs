@@ -135,11 +135,17 @@ async fn start(pg: bool, tweak: impl FnOnce(&mut Config)) -> Server {
     } else {
         (start_with(cfg, None).await, None)
     };
-    let text = log.lock().unwrap().clone();
-    assert!(
-        contains(&text, format!("listening on http://{}", s.addr).as_bytes()),
-        "the server's log is captured"
-    );
+    // The server logs its address from its own task, possibly just after it answers.
+    let line = format!("listening on http://{}", s.addr);
+    let mut captured = false;
+    for _ in 0..100 {
+        if contains(&log.lock().unwrap(), line.as_bytes()) {
+            captured = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(captured, "the server's log is captured");
     Server { s, pg_url }
 }
 
