@@ -123,24 +123,9 @@ impl Message {
         let Value::Object(mut obj) = value else {
             return Err(MessageError::Shape("message must be a JSON object".into()));
         };
-        let public_key = hex_member(&obj, "publicKey", PublicKey::from_hex)?;
-        let signature = hex_member(&obj, "signature", Signature::from_hex)?;
-        public_key
-            .verifying_key()
-            .map_err(|source| MessageError::Hex {
-                member: "publicKey",
-                source,
-            })?;
-        let timestamp = match obj.get("timestamp") {
-            Some(Value::Number(n)) => n.as_u64().filter(|v| *v <= MAX_SAFE_INTEGER),
-            _ => None,
-        }
-        .ok_or_else(|| MessageError::Shape("timestamp must be an integer in 0..=2^53-1".into()))?;
-        let content = match obj.get("content") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(MessageError::Shape("content must be a string".into())),
-        };
-        check_content(&content)?;
+        let (public_key, signature) = key_and_signature(&obj, false)?;
+        let (timestamp, content) = timestamp_and_content(&obj)?;
+        let content = content.to_owned();
         obj.remove("signature");
         if !public_key.verify_strict(&jcs(&obj), &signature) {
             return Err(MessageError::BadSignature);
@@ -207,7 +192,7 @@ impl Message {
     }
 }
 
-fn check_size(size: usize) -> Result<(), MessageError> {
+pub(super) fn check_size(size: usize) -> Result<(), MessageError> {
     if size > Message::MAX_DOCUMENT_BYTES {
         return Err(MessageError::TooLarge {
             size,
@@ -217,7 +202,7 @@ fn check_size(size: usize) -> Result<(), MessageError> {
     Ok(())
 }
 
-fn check_content(content: &str) -> Result<(), MessageError> {
+pub(super) fn check_content(content: &str) -> Result<(), MessageError> {
     if content.len() > Message::MAX_CONTENT_BYTES {
         return Err(MessageError::ContentTooLarge {
             size: content.len(),
@@ -225,6 +210,43 @@ fn check_content(content: &str) -> Result<(), MessageError> {
         });
     }
     Ok(())
+}
+
+/// `publicKey` (a valid Ed25519 point) and `signature`, as lowercase hex (or hex of either
+/// case with `any_case`, for the proof of concept's messages).
+pub(super) fn key_and_signature(
+    obj: &Map<String, Value>,
+    any_case: bool,
+) -> Result<(PublicKey, Signature), MessageError> {
+    type Parse<T> = fn(&str) -> Result<T, HexError>;
+    let (key, sig): (Parse<PublicKey>, Parse<Signature>) = if any_case {
+        (PublicKey::from_hex_any_case, Signature::from_hex_any_case)
+    } else {
+        (PublicKey::from_hex, Signature::from_hex)
+    };
+    let public_key = hex_member(obj, "publicKey", key)?;
+    let signature = hex_member(obj, "signature", sig)?;
+    public_key
+        .verifying_key()
+        .map_err(|source| MessageError::Hex {
+            member: "publicKey",
+            source,
+        })?;
+    Ok((public_key, signature))
+}
+
+/// `timestamp` (an integer in 0..=2^53−1) and `content` (a string within the cap).
+pub(super) fn timestamp_and_content(obj: &Map<String, Value>) -> Result<(u64, &str), MessageError> {
+    let timestamp = match obj.get("timestamp") {
+        Some(Value::Number(n)) => n.as_u64().filter(|v| *v <= MAX_SAFE_INTEGER),
+        _ => None,
+    }
+    .ok_or_else(|| MessageError::Shape("timestamp must be an integer in 0..=2^53-1".into()))?;
+    let Some(Value::String(content)) = obj.get("content") else {
+        return Err(MessageError::Shape("content must be a string".into()));
+    };
+    check_content(content)?;
+    Ok((timestamp, content))
 }
 
 fn hex_member<T>(

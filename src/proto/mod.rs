@@ -9,6 +9,7 @@ pub mod keys;
 pub mod mailbox;
 pub mod manifest;
 pub mod message;
+pub mod poc;
 pub mod pointer;
 pub mod pow;
 pub mod profile;
@@ -20,6 +21,7 @@ pub use archive::{Archive, ArchiveError};
 pub use keys::{HexError, InfoHash, MailboxKey, PublicKey, Signature};
 pub use manifest::{Collection, Manifest, ManifestError, ManifestLimits, UnsignedManifest};
 pub use message::{Message, MessageError, UnsignedMessage};
+pub use poc::{PocError, PocManifest, PocMessage};
 pub use pointer::{PointerAnnounce, PointerError};
 pub use profile::{Profile, ProfileError, ProfileLimits, UnsignedProfile};
 

@@ -14,3 +14,13 @@ pointer.signature = sign(JSON.stringify(pointer));
 fs.writeFileSync(path.join(__dirname, 'node-manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
 fs.writeFileSync(path.join(__dirname, 'node-pointer.json'), JSON.stringify(pointer, null, 2) + '\n');
 fs.writeFileSync(path.join(__dirname, 'node-seed.hex'), seed.toString('hex') + '\n');
+// The proof of concept's feed documents (its crypto-utils: member orders as below, hex
+// signatures, files written with JSON.stringify(v, null, 2)). Tricky text on purpose.
+const content = 'tab\there "q" \\ \u0001 \u2028 déjà 😀 \u007f';
+const message = { content, timestamp: 1700000000123, publicKey };
+message.signature = sign(JSON.stringify({ content: message.content, timestamp: message.timestamp, publicKey }));
+const pocMessages = [{ infohash: 'd'.repeat(40), timestamp: 1700000000123 }, { z: 1, 10: 'ten', 2: 'two', infohash: 'E'.repeat(40) }];
+const pocManifest = { publicKey, messages: pocMessages };
+pocManifest.signature = sign(JSON.stringify({ publicKey, messages: pocMessages }));
+fs.writeFileSync(path.join(__dirname, 'node-poc-message.json'), JSON.stringify(message, null, 2));
+fs.writeFileSync(path.join(__dirname, 'node-poc-manifest.json'), JSON.stringify(pocManifest, null, 2));
