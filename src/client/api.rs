@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use super::http::{HttpClient, HttpError, HttpResponse};
 
+mod pointer;
 mod pow_solve;
-use crate::proto::{pow, Manifest, ManifestError, ManifestLimits, PublicKey};
+use crate::proto::{pow, Manifest, ManifestError, ManifestLimits, PointerError, PublicKey};
 
 /// How many times a write is re-sent with a fresh proof-of-work stamp after a `428`.
 pub const MAX_POW_ATTEMPTS: u32 = 3;
@@ -78,6 +79,15 @@ pub enum ApiError {
         /// Why it was rejected.
         #[source]
         source: ManifestError,
+    },
+    /// The server sent a proof-of-concept pointer record that does not parse or verify.
+    #[error("the server sent an invalid pointer record for {key}")]
+    InvalidPointer {
+        /// The key that was asked for.
+        key: PublicKey,
+        /// Why it was rejected.
+        #[source]
+        source: PointerError,
     },
     /// The server sent a validly signed manifest of a different key.
     #[error("the server sent the manifest of {got} when asked for {requested}")]

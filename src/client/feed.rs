@@ -7,9 +7,11 @@
 //!   with `feeds/<pubkey>/<infohash>.ok` once verified or `….rejected` (holding the
 //!   reason).
 //!
-//! Reading is in [`read`], `find --watch` in [`watch`], the archive path in [`archive`].
+//! Reading is in [`read`], `find --watch` in [`watch`], the archive path in [`archive`],
+//! reading a proof-of-concept pointer feed in [`poc`].
 
 mod archive;
+mod poc;
 mod read;
 mod watch;
 
@@ -105,6 +107,20 @@ pub enum FeedError {
     /// The server has no manifest for the key.
     #[error("no such feed: the server has no manifest for {0}")]
     NoSuchFeed(PublicKey),
+    /// The proof-of-concept manifest torrent a pointer record names was rejected.
+    #[error("the proof-of-concept manifest {hash} was rejected: {reason}")]
+    PocManifest {
+        /// Its info-hash.
+        hash: String,
+        /// Why.
+        reason: String,
+    },
+    /// The proof-of-concept manifest torrent could not be downloaded.
+    #[error("could not download the proof-of-concept manifest torrent {0} (see above)")]
+    PocManifestUnavailable(String),
+    /// `find --watch` of a key that has only a proof-of-concept pointer record.
+    #[error("find --watch cannot follow a proof-of-concept feed (a pointer record only) yet; run find without --watch")]
+    PocWatch,
     /// The message could not be made.
     #[error("invalid message")]
     Message(#[source] MessageError),
@@ -335,11 +351,21 @@ pub async fn find(
 ) -> Result<(), CliError> {
     refuse_proxied(cli)?;
     let key = super::contacts::resolve_key(home, &args.pubkey)?;
-    let manifest = cli::signaling(cli, home)
-        .await?
-        .get_manifest(&key)
-        .await?
-        .ok_or(FeedError::NoSuchFeed(key))?;
+    let signaling = cli::signaling(cli, home).await?;
+    let Some(manifest) = signaling.get_manifest(&key).await? else {
+        // No v1 manifest: the key may still have a proof-of-concept pointer record.
+        let pointer = signaling
+            .lookup_pointer(&key)
+            .await?
+            .ok_or(FeedError::NoSuchFeed(key))?;
+        if args.watch {
+            return Err(FeedError::PocWatch.into());
+        }
+        let mut reader = read::Reader::new(cli, home, args, key)?;
+        let result = poc::read(cli, &mut reader, &pointer, out).await;
+        reader.finish().await;
+        return result;
+    };
     let mut reader = read::Reader::new(cli, home, args, key)?;
     let result = find_with(cli, home, args, &mut reader, manifest, out).await;
     reader.finish().await;

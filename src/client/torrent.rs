@@ -144,6 +144,13 @@ pub fn magnet_info_hash(magnet: &str) -> Result<[u8; 20], TorrentError> {
         .ok_or_else(|| TorrentError::BadMagnet("no v1 (btih) info-hash".into()))
 }
 
+/// The magnet link of a v1 info-hash with one tracker (for torrents known only by their
+/// info-hash, such as the proof of concept's).
+#[must_use]
+pub fn magnet_of_info_hash(info_hash: &[u8; 20], tracker: &str) -> String {
+    Magnet::from_id20(Id20::new(*info_hash), vec![tracker.to_owned()], None).to_string()
+}
+
 /// A torrent we created and are seeding.
 #[derive(Debug, Clone)]
 pub struct Seeded {
@@ -322,5 +329,16 @@ mod tests {
         assert_eq!(magnet_info_hash(&s).unwrap(), [0xaa; 20]);
         assert!(strip_udp_trackers("http://not-a-magnet").is_err());
         assert!(magnet_info_hash("magnet:?dn=x").is_err());
+    }
+
+    #[test]
+    fn magnets_are_built_from_info_hashes() {
+        let m = magnet_of_info_hash(&[0xab; 20], "http://127.0.0.1:6969/announce");
+        assert!(
+            m.starts_with(&format!("magnet:?xt=urn:btih:{}", "ab".repeat(20))),
+            "{m}"
+        );
+        assert_eq!(magnet_info_hash(&m).unwrap(), [0xab; 20]);
+        assert_eq!(strip_udp_trackers(&m).unwrap(), m);
     }
 }

@@ -22,34 +22,41 @@ use crate::client::cli::{self, Cli, CliError};
 use crate::client::display::{iso8601_utc, printable};
 use crate::client::identity::Home;
 use crate::client::torrent::{magnet_info_hash, Engine, EngineConfig, TorrentError};
-use crate::proto::{Archive, Manifest, Message, PublicKey};
+use crate::proto::{Archive, Manifest, Message, PocManifest, PocMessage, PublicKey};
 
 /// The most archives followed (through `previous` links) from one manifest.
 pub const MAX_ARCHIVES: usize = 1000;
 
 /// One torrent listed in a manifest or an archive header.
-struct Item {
-    magnet: String,
-    hash: String,
+pub(super) struct Item {
+    /// Its magnet link.
+    pub magnet: String,
+    /// Its info-hash, lowercase hex.
+    pub hash: String,
 }
 
 /// What a torrent holds, and so how large it may be and how it is checked.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Message,
     Archive,
+    /// A proof-of-concept manifest ([`super::poc`]).
+    PocManifest,
+    /// A proof-of-concept message.
+    PocMessage,
 }
 
 impl Kind {
     fn max_bytes(self) -> usize {
         match self {
-            Kind::Message => Message::MAX_DOCUMENT_BYTES,
+            Kind::Message | Kind::PocMessage => Message::MAX_DOCUMENT_BYTES,
             Kind::Archive => Archive::MAX_BYTES,
+            Kind::PocManifest => PocManifest::MAX_BYTES,
         }
     }
 }
 
-enum Fetched {
+pub(super) enum Fetched {
     Ok,
     Rejected(String),
 }
@@ -101,6 +108,21 @@ impl<'a> Reader<'a> {
     /// The feed's key.
     pub fn key(&self) -> &PublicKey {
         &self.key
+    }
+
+    /// Where the feed's downloads are kept.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Print `--json`-style lines?
+    pub(super) fn json(&self) -> bool {
+        self.args.json
+    }
+
+    /// `true` the first time a message with this signature (hex) is seen by this reader.
+    pub(super) fn first_time(&mut self, signature: String) -> bool {
+        self.printed.insert(signature)
     }
 
     /// Fetch what `manifest` lists and is missing, and print every verified message not
@@ -241,14 +263,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Print a rejection line on stderr, once per run.
-    fn report(&mut self, id: &str, what: &str, reason: &str) {
+    pub(super) fn report(&mut self, id: &str, what: &str, reason: &str) {
         if self.reported.insert(id.to_owned()) {
             cli::note(&format!("rejected message {what}: {}", printable(reason)));
         }
     }
 
     /// Download the items not fetched yet; returns how many failed.
-    async fn fetch_missing(&mut self, items: &[Item], kind: Kind) -> Result<usize, CliError> {
+    pub(super) async fn fetch_missing(
+        &mut self,
+        items: &[Item],
+        kind: Kind,
+    ) -> Result<usize, CliError> {
         let missing: Vec<&Item> = items
             .iter()
             .filter(|i| status(&self.dir, &i.hash).is_none())
@@ -286,6 +312,8 @@ impl<'a> Reader<'a> {
                     let check = match kind {
                         Kind::Message => load_verified(&out, &self.key).map(|_| ()),
                         Kind::Archive => load_archive(&out, &self.key).map(|_| ()),
+                        Kind::PocManifest => load_poc_manifest(&out, &self.key).map(|_| ()),
+                        Kind::PocMessage => load_poc_message(&out, &self.key).map(|_| ()),
                     };
                     match check {
                         Ok(()) => {
@@ -336,22 +364,29 @@ pub(crate) fn print_message(
     m: &Message,
     json: bool,
 ) -> Result<(), CliError> {
+    print_line(out, m.timestamp(), m.content(), m.canonical_bytes(), json)
+}
+
+/// A line of `find`'s output: `document` (one line of JSON) with `--json`, else the time
+/// and the escaped content.
+pub(super) fn print_line(
+    out: &mut (dyn Write + Send),
+    timestamp: u64,
+    content: &str,
+    document: &[u8],
+    json: bool,
+) -> Result<(), CliError> {
     let line = if json {
-        let mut b = m.canonical_bytes().to_vec();
+        let mut b = document.to_vec();
         b.push(b'\n');
         b
     } else {
-        format!(
-            "{}  {}\n",
-            iso8601_utc(m.timestamp()),
-            printable(m.content())
-        )
-        .into_bytes()
+        format!("{}  {}\n", iso8601_utc(timestamp), printable(content)).into_bytes()
     };
     cli::emit(out, &line)
 }
 
-fn status(dir: &Path, hash: &str) -> Option<Fetched> {
+pub(super) fn status(dir: &Path, hash: &str) -> Option<Fetched> {
     if dir.join(format!("{hash}.ok")).is_file() {
         return Some(Fetched::Ok);
     }
@@ -362,25 +397,51 @@ fn status(dir: &Path, hash: &str) -> Option<Fetched> {
 }
 
 /// Remember a rejection (so the next `find` reports it again without downloading).
-fn record_rejection(dir: &Path, hash: &str, reason: &str) {
+pub(super) fn record_rejection(dir: &Path, hash: &str, reason: &str) {
     let path = dir.join(format!("{hash}.rejected"));
     if let Err(e) = std::fs::write(&path, reason) {
         cli::note(&format!("warning: cannot write {}: {e}", path.display()));
     }
 }
 
+/// The single file (at most `max` bytes) of a downloaded torrent directory, parsed.
+fn load_file<T, E: std::fmt::Display>(
+    dir: &Path,
+    max: usize,
+    what: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Result<T, String> {
+    let file = single_file(dir, max)?;
+    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read the {what} file: {e}"))?;
+    parse(&bytes).map_err(|e| e.to_string())
+}
+
 /// The single message file of a downloaded torrent directory, verified against `key`.
 pub(crate) fn load_verified(dir: &Path, key: &PublicKey) -> Result<Message, String> {
-    let file = single_file(dir, Message::MAX_DOCUMENT_BYTES)?;
-    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read the message file: {e}"))?;
-    Message::verify_from(&bytes, key).map_err(|e| e.to_string())
+    load_file(dir, Message::MAX_DOCUMENT_BYTES, "message", |b| {
+        Message::verify_from(b, key)
+    })
 }
 
 /// The single archive file of a downloaded torrent directory, parsed for `key`'s feed.
 fn load_archive(dir: &Path, key: &PublicKey) -> Result<Archive, String> {
-    let file = single_file(dir, Archive::MAX_BYTES)?;
-    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read the archive file: {e}"))?;
-    Archive::parse(&bytes, key).map_err(|e| e.to_string())
+    load_file(dir, Archive::MAX_BYTES, "archive", |b| {
+        Archive::parse(b, key)
+    })
+}
+
+/// A downloaded proof-of-concept manifest, verified against `key`.
+pub(super) fn load_poc_manifest(dir: &Path, key: &PublicKey) -> Result<PocManifest, String> {
+    load_file(dir, PocManifest::MAX_BYTES, "manifest", |b| {
+        PocManifest::verify_from(b, key)
+    })
+}
+
+/// A downloaded proof-of-concept message, verified against `key`.
+pub(super) fn load_poc_message(dir: &Path, key: &PublicKey) -> Result<PocMessage, String> {
+    load_file(dir, Message::MAX_DOCUMENT_BYTES, "message", |b| {
+        PocMessage::verify_from(b, key)
+    })
 }
 
 /// The one regular file in `dir`, at most `max` bytes (a message or archive torrent holds
