@@ -15,46 +15,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::cli::{mt, start_seed, Run};
 use ed25519_dalek::SigningKey;
 use megatorrent::client::identity::Home;
 use megatorrent::proto::{Archive, UnsignedMessage};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self.stdout.trim_end()
-    }
-}
-
-/// Run `megatorrent ARGS` with `home` and `server` (120 s at most).
-async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(args)
-        .env("MEGATORRENT_HOME", home)
-        .env("MEGATORRENT_SERVER", server)
-        .env_remove("MEGATORRENT_TIMEOUT")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), child)
-        .await
-        .expect("megatorrent did not finish within 120 s")
-        .expect("run megatorrent");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 const LISTEN: &[&str] = &["--listen", "127.0.0.1:0"];
 
@@ -140,25 +106,7 @@ async fn share_then_find_prints_verified_messages_in_order_and_rejects_bad_ones(
 
     // B seeds what it fetched; A stops and its message data is removed (the identity is
     // kept so A can publish below); C still gets all 3, from B.
-    let mut seed_b = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(["seed", "--listen", "127.0.0.1:0"])
-        .env("MEGATORRENT_HOME", b)
-        .env("MEGATORRENT_SERVER", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    let mut reader = tokio::io::BufReader::new(seed_b.stdout.take().unwrap());
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut ready),
-    )
-    .await
-    .expect("seed did not start within 60 s")
-    .unwrap();
+    let (mut seed_b, ready) = start_seed(b, &url).await;
     assert!(ready.starts_with("seeding 3 torrents"), "{ready}");
     stop_seeder(a).await;
     std::fs::remove_dir_all(a.join("messages")).unwrap();
@@ -200,24 +148,7 @@ async fn share_then_find_prints_verified_messages_in_order_and_rejects_bad_ones(
         ["message 1", "message 2", "message 3"],
         "{run:?}"
     );
-    let rejected: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("rejected message "))
-        .collect();
-    assert_eq!(rejected.len(), 2, "{run:?}");
-    assert!(
-        rejected
-            .iter()
-            .any(|l| l.contains("signature does not verify")),
-        "{run:?}"
-    );
-    assert!(
-        rejected
-            .iter()
-            .any(|l| l.contains(&key_x) && l.contains("not by the feed's key")),
-        "{run:?}"
-    );
+    run.assert_rejected_forged_and_foreign(&key_x);
     assert!(!run.stdout.contains("forged") && !run.stdout.contains("not from A"));
 
     // Bad input: an unknown key, and a server that is down.
@@ -585,22 +516,7 @@ async fn a_feed_of_2000_messages_is_archived_and_found_completely() {
     // B seeds the archives it fetched: a third home gets everything from B alone.
     stop_seeder(a).await;
     stop_seeder(x).await;
-    let mut seed_b = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(["seed", "--listen", "127.0.0.1:0"])
-        .env("MEGATORRENT_HOME", b)
-        .env("MEGATORRENT_SERVER", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    let mut reader = BufReader::new(seed_b.stdout.take().unwrap());
-    tokio::time::timeout(Duration::from_secs(60), reader.read_line(&mut ready))
-        .await
-        .expect("seed did not start within 60 s")
-        .unwrap();
+    let (mut seed_b, _) = start_seed(b, &url).await;
     let c = tempfile::tempdir().unwrap();
     let run = mt(c.path(), &url, &args).await;
     assert_eq!(lines(run.ok()).len(), 2001, "{}", run.stderr);

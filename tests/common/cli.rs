@@ -1,0 +1,96 @@
+//! Running the real `megatorrent` binary for one home against one server.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Assert success; the output without its trailing newline.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        self.stdout.trim_end()
+    }
+
+    /// Assert that `find` rejected exactly two messages: one whose signature does not
+    /// verify, and one signed by `foreign` (hex key) instead of the feed's key.
+    pub fn assert_rejected_forged_and_foreign(&self, foreign: &str) {
+        let rejected: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("rejected message "))
+            .collect();
+        assert_eq!(rejected.len(), 2, "{self:?}");
+        assert!(
+            rejected
+                .iter()
+                .any(|l| l.contains("signature does not verify")),
+            "{self:?}"
+        );
+        assert!(
+            rejected
+                .iter()
+                .any(|l| l.contains(foreign) && l.contains("not by the feed's key")),
+            "{self:?}"
+        );
+    }
+}
+
+/// `megatorrent ARGS` with `home` and `server` (no `MEGATORRENT_TIMEOUT` from outside).
+pub fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_megatorrent"));
+    cmd.args(args)
+        .env("MEGATORRENT_HOME", home)
+        .env("MEGATORRENT_SERVER", server)
+        .env_remove("MEGATORRENT_TIMEOUT")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Run `megatorrent ARGS` with `home` and `server` (120 s at most).
+pub async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        mt_cmd(home, server, args).output(),
+    )
+    .await
+    .expect("megatorrent did not finish within 120 s")
+    .expect("run megatorrent");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Start `megatorrent seed` for `home` on a loopback listener and wait (60 s at most) for
+/// its first line, `seeding N torrents on port P`, which it prints once its first
+/// announces are done. Returns the running process (killed on drop) and that line.
+pub async fn start_seed(home: &Path, server: &str) -> (Child, String) {
+    let mut child = mt_cmd(home, server, &["seed", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(Duration::from_secs(60), out.read_line(&mut ready))
+        .await
+        .expect("seed did not start within 60 s")
+        .unwrap();
+    (child, ready)
+}
