@@ -1,0 +1,76 @@
+//! Running the real `megatorrent` binary with its own home directory against a server.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+/// One finished run of `megatorrent`.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The trimmed stdout of a successful run.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        self.stdout.trim_end()
+    }
+
+    /// A failure with one clear `error:` line containing `needle`, and no panic.
+    pub fn fails_with(&self, needle: &str) {
+        assert_eq!(self.code, Some(1), "{self:?}");
+        assert!(self.stderr.contains("error: "), "{self:?}");
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?}: {self:?}"
+        );
+        assert!(!self.stderr.contains("panicked"), "{self:?}");
+    }
+
+    /// Assert a failure reported as exactly one `error: …` line; returns that line.
+    pub fn failed(&self) -> &str {
+        assert_eq!(self.code, Some(1), "{self:?}");
+        assert!(self.stdout.is_empty(), "{self:?}");
+        let line = self.stderr.trim_end();
+        assert_eq!(line.lines().count(), 1, "{self:?}");
+        assert!(line.starts_with("error: "), "{self:?}");
+        line
+    }
+}
+
+/// `megatorrent ARGS` with `home` and `server`, not started yet.
+pub fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_megatorrent"));
+    cmd.args(args)
+        .env("MEGATORRENT_HOME", home)
+        .env("MEGATORRENT_SERVER", server)
+        .env_remove("MEGATORRENT_TIMEOUT")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Run `megatorrent ARGS` with `home` and `server` (60 s at most).
+pub async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(60), mt_cmd(home, server, args).output())
+        .await
+        .expect("megatorrent did not finish within 60 s")
+        .expect("run megatorrent");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// A new identity in `home`; returns its public key.
+pub async fn keygen(home: &Path, server: &str) -> String {
+    let key = mt(home, server, &["keygen"]).await.ok().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    key
+}
