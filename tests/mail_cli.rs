@@ -11,15 +11,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::cli::{keygen, mt, mt_cmd};
+use common::cli::{keygen, mt, spawn, wait_for_line};
 use common::server::{start_with, test_config, TestServer};
 use megatorrent::proto::PublicKey;
 use megatorrent::server::Config;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn tag() -> String {
     hex::encode(rand::random::<[u8; 6]>())
@@ -468,39 +466,13 @@ async fn inbox_watch_shows_letters_as_they_arrive_and_petnames_work_for_lookup(p
         .ok();
 
     // An hour between polls: the letters can only arrive in time through the push.
-    let mut child = mt_cmd(b, s.url(), &["inbox", "--watch", "--interval", "3600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = errs.next_line().await.unwrap() {
-            if line.contains("the server pushes new mail") {
-                return;
-            }
-        }
-        panic!("inbox --watch exited before its push socket was up");
-    })
-    .await
-    .expect("the push socket is up within 30 s");
+    let mut w = spawn(b, s.url(), &["inbox", "--watch", "--interval", "3600"]);
+    wait_for_line(&mut w.stderr, "the server pushes new mail", 30).await;
     let t = tag();
     for i in 0..2 {
         let text = format!("watched {i} {t}");
         mt(a, s.url(), &["send", &kb, &text]).await.ok();
-        let got = tokio::time::timeout(Duration::from_secs(30), async {
-            let mut seen = Vec::new();
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains(&text) {
-                    return seen;
-                }
-                seen.push(line);
-            }
-            panic!("inbox --watch exited: {seen:?}");
-        })
-        .await
-        .expect("the letter shows up within 30 s");
+        let got = wait_for_line(&mut w.stdout, &text, 30).await;
         assert!(got.last().unwrap().contains(" from alice ["), "{got:?}");
     }
     // Printed first, acknowledged right after: the mailbox empties while it keeps watching.
@@ -511,9 +483,9 @@ async fn inbox_watch_shows_letters_as_they_arrive_and_petnames_work_for_lookup(p
     })
     .await
     .expect("shown letters are deleted");
-    assert!(child.try_wait().unwrap().is_none(), "still watching");
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    assert!(w.child.try_wait().unwrap().is_none(), "still watching");
+    w.child.start_kill().unwrap();
+    w.child.wait().await.unwrap();
 
     // Petnames wherever a key is taken: lookup and subscribe.
     mt(

@@ -16,7 +16,7 @@ mod common;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::cli::{keygen, mt};
+use common::cli::{keygen, mt, spawn, wait_for_line};
 use common::server::{start_with, test_config, TestServer};
 use ed25519_dalek::SigningKey;
 use megatorrent::client::mail::{self, MailError, MailboxSecret};
@@ -373,5 +373,18 @@ async fn two_devices_read_one_identity_with_inbox_keep(pg: bool) {
     assert!(stored(&s, &kb).await.is_empty());
     let run = mt(b, url, &["inbox"]).await;
     assert_eq!(run.ok(), "", "{run:?}");
+
+    // `--keep` with `--watch`: a letter is shown once as it arrives and left on the server.
+    let watch = ["inbox", "--watch", "--keep", "--interval", "3600"];
+    let mut w = spawn(b2, url, &watch);
+    wait_for_line(&mut w.stderr, "the server pushes new mail", 30).await;
+    let fourth = format!("fourth, watched {t}");
+    mt(a, url, &["send", &kb, &fourth]).await.ok();
+    let before = wait_for_line(&mut w.stdout, &fourth, 30).await;
+    assert!(before.last().unwrap().contains(" from "), "{before:?}");
+    assert_eq!(stored(&s, &kb).await.len(), 1, "left on the server");
+    assert!(w.child.try_wait().unwrap().is_none(), "still watching");
+    w.child.start_kill().unwrap();
+    w.child.wait().await.unwrap();
     s.stop().await;
 }

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 /// One finished run of `megatorrent`.
 #[derive(Debug)]
@@ -73,4 +74,46 @@ pub async fn keygen(home: &Path, server: &str) -> String {
     let key = mt(home, server, &["keygen"]).await.ok().to_owned();
     assert_eq!(key.len(), 64, "{key}");
     key
+}
+
+/// Read `lines` until one contains `needle` (at most `secs` seconds); returns the lines
+/// before it. Panics if the stream ends first.
+pub async fn wait_for_line<R: AsyncBufRead + Unpin>(
+    lines: &mut Lines<R>,
+    needle: &str,
+    secs: u64,
+) -> Vec<String> {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        let mut before = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return before;
+            }
+            before.push(line);
+        }
+        panic!("the output ended without {needle:?}: {before:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no line with {needle:?} within {secs} s"))
+}
+
+/// A running `megatorrent` and its stdout and stderr, line by line.
+pub struct Running {
+    pub child: Child,
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    pub stderr: Lines<BufReader<ChildStderr>>,
+}
+
+/// Start `megatorrent ARGS` with `home` and `server`, its output piped.
+pub fn spawn(home: &Path, server: &str, args: &[&str]) -> Running {
+    let mut child = mt_cmd(home, server, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Running {
+        stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+        stderr: BufReader::new(child.stderr.take().unwrap()).lines(),
+        child,
+    }
 }
