@@ -11,71 +11,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use common::cli::{keygen, mt, spawn, wait_for_line};
 use common::server::{start_with, test_config, TestServer};
 use megatorrent::proto::PublicKey;
 use megatorrent::server::Config;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self.stdout.trim_end()
-    }
-
-    /// A failure with one clear `error:` line containing `needle`, and no panic.
-    fn fails_with(&self, needle: &str) {
-        assert_eq!(self.code, Some(1), "{self:?}");
-        assert!(self.stderr.contains("error: "), "{self:?}");
-        assert!(
-            self.stderr.contains(needle),
-            "expected {needle:?}: {self:?}"
-        );
-        assert!(!self.stderr.contains("panicked"), "{self:?}");
-    }
-}
-
-fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_megatorrent"));
-    cmd.args(args)
-        .env("MEGATORRENT_HOME", home)
-        .env("MEGATORRENT_SERVER", server)
-        .env_remove("MEGATORRENT_TIMEOUT")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Run `megatorrent ARGS` with `home` and `server` (60 s at most).
-async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(Duration::from_secs(60), mt_cmd(home, server, args).output())
-        .await
-        .expect("megatorrent did not finish within 60 s")
-        .expect("run megatorrent");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-async fn keygen(home: &Path, server: &str) -> String {
-    let key = mt(home, server, &["keygen"]).await.ok().to_owned();
-    assert_eq!(key.len(), 64, "{key}");
-    key
-}
 
 fn tag() -> String {
     hex::encode(rand::random::<[u8; 6]>())
@@ -233,20 +175,7 @@ async fn assert_no_leak(s: &Server, secrets: &[Vec<u8>], positive: &[u8]) {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(false).await; }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(true).await; }
-        )* }
-    };
-}
-
-both!(
+on_both_stores!(
     letters_sent_while_offline_are_shown_verified_by_petname_then_deleted,
     an_exported_identity_reads_the_inbox_on_a_second_device,
     bad_input_is_a_clear_error,
@@ -537,39 +466,13 @@ async fn inbox_watch_shows_letters_as_they_arrive_and_petnames_work_for_lookup(p
         .ok();
 
     // An hour between polls: the letters can only arrive in time through the push.
-    let mut child = mt_cmd(b, s.url(), &["inbox", "--watch", "--interval", "3600"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut errs = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = errs.next_line().await.unwrap() {
-            if line.contains("the server pushes new mail") {
-                return;
-            }
-        }
-        panic!("inbox --watch exited before its push socket was up");
-    })
-    .await
-    .expect("the push socket is up within 30 s");
+    let mut w = spawn(b, s.url(), &["inbox", "--watch", "--interval", "3600"]);
+    wait_for_line(&mut w.stderr, "the server pushes new mail", 30).await;
     let t = tag();
     for i in 0..2 {
         let text = format!("watched {i} {t}");
         mt(a, s.url(), &["send", &kb, &text]).await.ok();
-        let got = tokio::time::timeout(Duration::from_secs(30), async {
-            let mut seen = Vec::new();
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains(&text) {
-                    return seen;
-                }
-                seen.push(line);
-            }
-            panic!("inbox --watch exited: {seen:?}");
-        })
-        .await
-        .expect("the letter shows up within 30 s");
+        let got = wait_for_line(&mut w.stdout, &text, 30).await;
         assert!(got.last().unwrap().contains(" from alice ["), "{got:?}");
     }
     // Printed first, acknowledged right after: the mailbox empties while it keeps watching.
@@ -580,9 +483,9 @@ async fn inbox_watch_shows_letters_as_they_arrive_and_petnames_work_for_lookup(p
     })
     .await
     .expect("shown letters are deleted");
-    assert!(child.try_wait().unwrap().is_none(), "still watching");
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    assert!(w.child.try_wait().unwrap().is_none(), "still watching");
+    w.child.start_kill().unwrap();
+    w.child.wait().await.unwrap();
 
     // Petnames wherever a key is taken: lookup and subscribe.
     mt(

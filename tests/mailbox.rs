@@ -76,20 +76,7 @@ async fn start(pg: bool, tweak: impl FnOnce(&mut Config)) -> TestServer {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(false).await; }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(true).await; }
-        )* }
-    };
-}
-
-both!(
+on_both_stores!(
     store_list_fetch_ack,
     replays_are_refused,
     wrong_key_and_bad_headers_are_refused,

@@ -16,6 +16,7 @@ use super::http::{BaseUrl, HttpClient, UrlError};
 use super::identity::{Home, IdentityError};
 use super::inbox::{self, InboxArgs, MailCmdError, SendArgs};
 use super::keys::{self, KeyCmdError, KeyCommand};
+use super::localfile::LocalFileError;
 use super::network::NetArgs;
 use super::profile::{ProfileCmdError, ProfileCommand};
 use super::publish::publish_ws;
@@ -106,14 +107,17 @@ pub enum Command {
     },
     /// Send an end-to-end encrypted direct message to PUBKEY's mailbox on the server
     ///
-    /// Signs the text, seals it with HPKE to the recipient's key and posts it; the server
-    /// learns neither the text nor the sender. Prints the letter id and until when the
-    /// server keeps it.
+    /// Signs the text, seals it with HPKE to the mailbox key of the recipient's profile (or,
+    /// when it publishes none, to the key derived from their identity) and posts it; the
+    /// server learns neither the text nor the sender. Prints the letter id and until when
+    /// the server keeps it.
     Send(SendArgs),
     /// Fetch, verify and print your direct messages, then delete them from the server
     ///
-    /// Each message is decrypted and its sender's signature checked; one that fails is
-    /// reported on stderr, never printed, and deleted.
+    /// Each message is decrypted (with the identity's derived key or a stored mailbox key)
+    /// and its sender's signature checked; one that fails is reported on stderr, never
+    /// printed, and deleted. With --keep nothing is deleted: for an identity used on
+    /// several devices, where one device runs plain `inbox` and the others `inbox --keep`.
     Inbox(InboxArgs),
     /// Manage petnames for public keys (usable wherever a PUBKEY is expected)
     #[command(subcommand)]
@@ -238,6 +242,9 @@ pub enum CliError {
     /// `profile set` or `profile get` failed.
     #[error(transparent)]
     Profile(#[from] ProfileCmdError),
+    /// A local file (mailbox keys, the inbox's seen list) could not be used.
+    #[error(transparent)]
+    LocalFile(#[from] LocalFileError),
     /// Writing the result failed.
     #[error("cannot write output")]
     Output(#[source] io::Error),
@@ -326,10 +333,14 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
 
 /// Build the signaling client from the global flags.
 pub(crate) async fn signaling(cli: &Cli, home: &Home) -> Result<SignalingClient, CliError> {
-    let (connector, base) = connector_and_base(cli, home).await?;
-    let http =
-        HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
+    let http = http_client(cli, home).await?;
     Ok(SignalingClient::new(http).with_progress(std::sync::Arc::new(note)))
+}
+
+/// The HTTP client for the server from the global flags (one connector; clones share it).
+pub(crate) async fn http_client(cli: &Cli, home: &Home) -> Result<HttpClient, CliError> {
+    let (connector, base) = connector_and_base(cli, home).await?;
+    Ok(HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout)))
 }
 
 /// The connector (direct, SOCKS5 or embedded Tor, from the network flags) and server URL.

@@ -14,14 +14,14 @@
 //! machine.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::io::Write;
 
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
 use super::cli::{emit, note, parse_key, CliError};
-use super::identity::{read_small, replace_atomically, Home};
+use super::identity::{Home, MAX_FILE_BYTES};
+use super::localfile::{self, LocalFileError};
 use crate::proto::PublicKey;
 
 /// File name of the contacts inside the home directory.
@@ -78,25 +78,9 @@ pub enum ContactsError {
     /// The list is full.
     #[error("too many contacts (at most {MAX_CONTACTS}); remove some first")]
     Full,
-    /// The file could not be read or written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// `read` or `write`.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The file is not a valid contacts file.
-    #[error("contacts file {} is corrupt: {reason}", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// The file could not be read or written, or is not a valid contacts file.
+    #[error(transparent)]
+    File(#[from] LocalFileError),
 }
 
 /// Check a petname against the naming rules.
@@ -140,22 +124,10 @@ impl Contacts {
     /// Load `contacts.json` (empty if there is none); every entry is checked.
     pub fn load(home: &Home) -> Result<Self, ContactsError> {
         let path = home.dir().join(CONTACTS_FILE);
-        let bytes = match read_small(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => {
-                return Err(ContactsError::Io {
-                    action: "read",
-                    path,
-                    source,
-                })
-            }
+        let Some(file) = localfile::load::<File>(&path, MAX_FILE_BYTES)? else {
+            return Ok(Self::default());
         };
-        let corrupt = |reason: String| ContactsError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let file: File = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |reason: String| ContactsError::from(LocalFileError::corrupt(&path, reason));
         if file.version != VERSION {
             return Err(corrupt(format!("unknown version {}", file.version)));
         }
@@ -174,20 +146,15 @@ impl Contacts {
 
     /// Store atomically as `contacts.json` (mode 0600).
     pub fn save(&self, home: &Home) -> Result<(), ContactsError> {
-        let path = home.dir().join(CONTACTS_FILE);
-        let io_err = |source| ContactsError::Io {
-            action: "write",
-            path: path.clone(),
-            source,
-        };
-        home.ensure_dir().map_err(|e| io_err(io::Error::other(e)))?;
         let file = File {
             version: VERSION,
             contacts: self.by_name.clone(),
         };
-        let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| io_err(e.into()))?;
-        bytes.push(b'\n');
-        replace_atomically(home.dir(), &path, &bytes).map_err(io_err)
+        Ok(localfile::save(
+            home,
+            &home.dir().join(CONTACTS_FILE),
+            &file,
+        )?)
     }
 
     /// Add `name` → `key`.
@@ -409,7 +376,7 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let err = Contacts::load(&home).unwrap_err();
             assert!(
-                matches!(err, ContactsError::Corrupt { .. }),
+                matches!(err, ContactsError::File(LocalFileError::Corrupt { .. })),
                 "{text}: {err}"
             );
             assert!(err.to_string().contains(CONTACTS_FILE));

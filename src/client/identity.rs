@@ -8,6 +8,8 @@
 //! * `state.json` — `{"publicKey": "<hex>", "highestSequence": N}`: the highest manifest
 //!   sequence this identity has published from here, replaced atomically (temp + rename).
 //! * `contacts.json` — petnames ([`super::contacts`]).
+//! * `mailbox-keys.json` — X25519 mailbox secrets ([`super::mailkeys`]).
+//! * `inbox-seen.json` — messages `inbox --keep` already showed ([`super::inbox_seen`]).
 //!
 //! The secret never appears in an error message or a `Debug` output.
 
@@ -334,17 +336,8 @@ pub fn read_identity_file(path: &Path) -> Result<Identity, IdentityError> {
     Ok(Identity { key })
 }
 
-/// Write `id` in the identity file format (64 hex characters and a newline) to a new file
-/// at `path` with mode 0600; an existing file is never replaced (`AlreadyExists`).
-pub(crate) fn write_identity_file(path: &Path, id: &Identity) -> io::Result<()> {
-    let mut text = id.secret_text();
-    let result = write_new_private(path, &text);
-    wipe(&mut text);
-    result
-}
-
 /// Parse 64 hex characters (surrounding whitespace allowed) into a seed.
-fn parse_seed(text: &[u8]) -> Result<[u8; 32], &'static str> {
+pub(crate) fn parse_seed(text: &[u8]) -> Result<[u8; 32], &'static str> {
     let trimmed = text.trim_ascii();
     if trimmed.len() != 64 {
         return Err("expected 64 hex characters");
@@ -356,10 +349,16 @@ fn parse_seed(text: &[u8]) -> Result<[u8; 32], &'static str> {
 
 /// Read a file of at most [`MAX_FILE_BYTES`]; larger files are `InvalidData`.
 pub(crate) fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    read_capped(path, MAX_FILE_BYTES)
+}
+
+/// Read a file of at most `max` bytes; larger files are `InvalidData` (the bytes read are
+/// wiped: they may be secret).
+pub(crate) fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let f = File::open(path)?;
     let mut buf = Vec::new();
-    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
+    f.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
         wipe(&mut buf);
         return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
     }
@@ -408,7 +407,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Overwrite a buffer that held secret material (best effort).
-fn wipe(buf: &mut [u8]) {
+pub(crate) fn wipe(buf: &mut [u8]) {
     buf.fill(0);
     std::hint::black_box(buf);
 }

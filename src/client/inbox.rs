@@ -1,12 +1,16 @@
 //! `megatorrent send` and `megatorrent inbox`: end-to-end encrypted direct messages through
 //! the server's mailbox (see `docs/mail.md`).
 //!
-//! `send` seals a signed letter to the recipient ([`super::mail::seal_with_id`]) and posts
-//! it. `inbox` lists the mailbox with signed requests, fetches each envelope, opens and
-//! verifies it (sender signature, addressed to us), prints the verified ones in the order
-//! the server received them, and acknowledges (deletes) each message once it was printed
-//! or found invalid. A message is acknowledged only after it was written out, so a crash
-//! in between shows it again next time rather than losing it.
+//! `send` signs a letter ([`super::mail::sign_letter`]), seals it to the `mailboxKey` of the
+//! recipient's verified profile or, when it publishes none, to the key derived from the
+//! recipient's identity, and posts it. `inbox` lists the mailbox with signed requests,
+//! fetches each envelope, opens it with the derived key or a stored mailbox key
+//! ([`super::mailkeys`]), verifies it (sender signature, addressed to us), prints the
+//! verified ones in the order the server received them, and acknowledges (deletes) each
+//! message once it was printed or found invalid. A message is acknowledged only after it
+//! was written out, so a crash in between shows it again next time rather than losing it.
+//! `inbox --keep` acknowledges nothing and remembers what it showed
+//! ([`super::inbox_seen`]), for an identity read on several devices.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,15 +19,20 @@ use std::time::Duration;
 use clap::Args;
 use ed25519_dalek::SigningKey;
 
+use super::api::SignalingClient;
 use super::cli::{self, emit, note, warn_loose_permissions, Cli, CliError};
 use super::contacts::Contacts;
 use super::display::{iso8601_utc, printable};
 use super::http::HttpClient;
 use super::identity::Home;
-use super::mail::{self, Letter, MailError, LETTER_ID_CHARS, MAX_BUCKET};
+use super::inbox_seen::Seen;
+use super::mail::{self, Letter, MailError, MailboxSecret, LETTER_ID_CHARS, MAX_BUCKET};
 use super::mailbox::{MailEntry, MailboxClient};
+use super::mailkeys::MailboxKeyring;
 use super::mailpush::MailPush;
+use super::profile;
 use super::ws::WsError;
+use crate::proto::{MailboxKey, Profile, PublicKey};
 
 /// Default seconds between two polls of `inbox --watch`.
 pub const DEFAULT_INTERVAL_SECS: u64 = 10;
@@ -47,6 +56,10 @@ pub struct SendArgs {
     /// The id of the letter this answers (32 hex characters, as `inbox` shows it)
     #[arg(long, value_name = "ID")]
     pub reply_to: Option<String>,
+    /// Seal to the key derived from the recipient's identity without fetching their
+    /// profile (by default a profile's mailboxKey is used when it publishes one)
+    #[arg(long)]
+    pub no_profile: bool,
 }
 
 /// `megatorrent inbox` arguments.
@@ -58,6 +71,10 @@ pub struct InboxArgs {
     /// Print each message as one JSON object per line
     #[arg(long)]
     pub json: bool,
+    /// Leave the messages on the server (for this identity's other devices) and only
+    /// remember here which ones were shown, so they are not shown here again
+    #[arg(long)]
+    pub keep: bool,
     /// Seconds between polls with --watch
     #[arg(
         long,
@@ -113,13 +130,16 @@ pub enum MailCmdError {
         /// The envelope size.
         size: usize,
     },
-}
-
-async fn mailbox_client(cli: &Cli, home: &Home) -> Result<MailboxClient, CliError> {
-    let (connector, base) = cli::connector_and_base(cli, home).await?;
-    let http =
-        HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
-    Ok(MailboxClient::new(http))
+    /// The recipient's profile could not be fetched or verified (a missing profile is not
+    /// an error: the letter is then sealed to the derived key).
+    #[error("cannot fetch the profile of {who} to find its mailbox key (`send --no-profile` seals to the key derived from the identity instead)")]
+    ProfileFetch {
+        /// The recipient's name or key.
+        who: String,
+        /// The cause.
+        #[source]
+        source: Box<CliError>,
+    },
 }
 
 /// Read `--file`: at most one byte over [`MAX_BUCKET`] is read (longer text cannot be sent).
@@ -174,15 +194,24 @@ pub async fn send(
     let id = home.load_identity()?;
     warn_loose_permissions(home);
     let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-    let (envelope, letter_id) =
-        mail::seal_with_id(id.signing_key(), &to, now, &content, reply_to.as_deref()).map_err(
-            |e| match e {
-                MailError::TooLarge { size, max } => MailCmdError::TooLong { size, max },
-                other => MailCmdError::Seal(other),
-            },
-        )?;
+    let letter = mail::sign_letter(id.signing_key(), &to, now, &content, reply_to.as_deref())
+        .map_err(|e| match e {
+            MailError::TooLarge { size, max } => MailCmdError::TooLong { size, max },
+            other => MailCmdError::Seal(other),
+        })?;
+    let letter_id = letter.id();
+    let http = cli::http_client(cli, home).await?;
+    let label = contacts.label(&to);
+    let mailbox_key = if args.no_profile {
+        None
+    } else {
+        profile_mailbox_key(&http, &to, &label).await?
+    };
+    let envelope = letter
+        .seal(mailbox_key.as_ref())
+        .map_err(MailCmdError::Seal)?;
     let size = envelope.len();
-    let client = mailbox_client(cli, home).await?;
+    let client = MailboxClient::new(http);
     let posted =
         client
             .post(&to, envelope)
@@ -193,11 +222,62 @@ pub async fn send(
                 _ => CliError::from(e),
             })?;
     let line = format!(
-        "sent {letter_id} to {}, kept until {}\n",
-        contacts.label(&to),
+        "sent {letter_id} to {label}, kept until {}\n",
         iso8601_utc(posted.expires_at)
     );
     emit(out, line.as_bytes())
+}
+
+/// The key a letter is sealed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealKey {
+    /// The key derived from the recipient's identity.
+    Derived,
+    /// The `mailboxKey` of the recipient's profile.
+    Mailbox(MailboxKey),
+    /// The profile's `mailboxKey` is a key nothing can be sealed to: derived key instead.
+    Unusable(MailboxKey),
+}
+
+/// Pick the key from the recipient's verified profile (`None`: it has none, or `404`).
+fn seal_key(profile: Option<&Profile>) -> SealKey {
+    match profile.and_then(Profile::mailbox_key) {
+        Some(k) if mail::usable_mailbox_key(k) => SealKey::Mailbox(*k),
+        Some(k) => SealKey::Unusable(*k),
+        None => SealKey::Derived,
+    }
+}
+
+/// Fetch `to`'s profile (verified, through the same connector) and pick its mailbox key;
+/// `None` means the derived key. Any failure but "no profile" is an error: an unreachable
+/// or misbehaving server must not silently change the key a letter is sealed to.
+async fn profile_mailbox_key(
+    http: &HttpClient,
+    to: &PublicKey,
+    label: &str,
+) -> Result<Option<MailboxKey>, CliError> {
+    let fetched = profile::fetch(&SignalingClient::new(http.clone()), to)
+        .await
+        .map_err(|e| MailCmdError::ProfileFetch {
+            who: label.to_owned(),
+            source: Box::new(e),
+        })?;
+    match seal_key(fetched.as_ref().map(|f| &f.profile)) {
+        SealKey::Derived => Ok(None),
+        SealKey::Mailbox(k) => {
+            note(&format!(
+                "sealing to the mailbox key {k} published in the profile of {label}"
+            ));
+            Ok(Some(k))
+        }
+        SealKey::Unusable(k) => {
+            note(&format!(
+                "warning: the profile of {label} publishes a mailbox key nothing can be sealed \
+                 to ({k}); sealing to the key derived from the identity instead"
+            ));
+            Ok(None)
+        }
+    }
 }
 
 /// `megatorrent inbox`: print verified messages and acknowledge them; with `--watch`, poll
@@ -210,11 +290,11 @@ pub async fn inbox(
 ) -> Result<(), CliError> {
     let id = home.load_identity()?;
     warn_loose_permissions(home);
-    let client = mailbox_client(cli, home).await?;
+    let client = MailboxClient::new(cli::http_client(cli, home).await?);
     let key = id.signing_key();
     if !args.watch {
-        let (shown, rejected) = round(&client, key, home, args.json, out).await?;
-        if shown == 0 && rejected == 0 {
+        let pass = round(&client, key, home, args, out).await?;
+        if pass.shown == 0 && pass.rejected == 0 {
             note("no new messages");
         }
         return Ok(());
@@ -224,7 +304,7 @@ pub async fn inbox(
     // `interval` stays, so a lost push (or a server without it) only delays a message.
     let mut push: Option<MailPush> = None;
     loop {
-        match round(&client, key, home, args.json, out).await {
+        match round(&client, key, home, args, out).await {
             Ok(_) => {}
             Err(e @ CliError::Output(_)) => return Err(e),
             Err(e) => note(&format!(
@@ -299,44 +379,86 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// One pass over the mailbox; returns (printed, rejected).
+/// What one pass over the mailbox did.
+#[derive(Debug, Default)]
+struct Pass {
+    shown: usize,
+    rejected: usize,
+}
+
+/// One pass over the mailbox. Without `--keep` every message is acknowledged once printed or
+/// rejected (one this device already showed with `--keep` is acknowledged without being
+/// shown again); with it nothing is, and the ids shown are remembered.
 async fn round(
     client: &MailboxClient,
     key: &SigningKey,
     home: &Home,
-    json: bool,
+    args: &InboxArgs,
     out: &mut (dyn Write + Send),
-) -> Result<(usize, usize), CliError> {
+) -> Result<Pass, CliError> {
     let contacts = Contacts::load(home)?;
+    let secrets: Vec<MailboxSecret> = MailboxKeyring::load(home, &PublicKey::from(key))?.secrets();
+    let mut seen = Seen::load(home)?;
     let mut entries = client.list(key).await?;
     entries.sort_by_key(|e| e.received_at);
-    let (mut shown, mut rejected) = (0, 0);
-    for entry in entries {
+    seen.retain_listed(&entries);
+    let (mut pass, mut cleared) = (Pass::default(), 0);
+    for entry in &entries {
+        if seen.contains(&entry.id) {
+            if !args.keep && ack(client, key, &entry.id).await {
+                seen.remove(&entry.id);
+                cleared += 1;
+            }
+            continue;
+        }
         let Some(envelope) = client.fetch(key, &entry.id).await? else {
             continue; // acknowledged meanwhile (another device) or expired
         };
-        match mail::open(key, &envelope) {
+        match mail::open_with(key, &secrets, &envelope) {
             Ok(letter) => {
-                emit(out, render(&letter, &entry, &contacts, json).as_bytes())?;
-                shown += 1;
+                emit(out, render(&letter, entry, &contacts, args.json).as_bytes())?;
+                pass.shown += 1;
             }
             Err(e) => {
+                let fate = if args.keep {
+                    "left on the server for your other devices"
+                } else {
+                    "deleted"
+                };
                 note(&format!(
-                    "rejected message {}: {e}; it is not shown and is deleted",
+                    "rejected message {}: {e}; it is not shown and is {fate}",
                     entry.id
                 ));
-                rejected += 1;
+                pass.rejected += 1;
             }
         }
-        match client.ack(key, &entry.id).await {
-            Ok(_) => {}
-            Err(e) => note(&format!(
-                "warning: could not delete message {} from the server ({e}); it may be shown again",
-                entry.id
-            )),
+        if args.keep {
+            seen.insert(&entry.id);
+            seen.save_if_changed(home)?;
+        } else {
+            ack(client, key, &entry.id).await;
         }
     }
-    Ok((shown, rejected))
+    seen.save_if_changed(home)?;
+    if cleared > 0 {
+        note(&format!(
+            "deleted {cleared} message(s) already shown on this device by `inbox --keep`"
+        ));
+    }
+    Ok(pass)
+}
+
+/// Acknowledge one message; a failure is a warning (it may be shown again).
+async fn ack(client: &MailboxClient, key: &SigningKey, id: &str) -> bool {
+    match client.ack(key, id).await {
+        Ok(_) => true,
+        Err(e) => {
+            note(&format!(
+                "warning: could not delete message {id} from the server ({e}); it may be shown again"
+            ));
+            false
+        }
+    }
 }
 
 /// One message for the terminal (header line, then the text indented, control characters
@@ -409,6 +531,32 @@ mod tests {
         assert_eq!(v["contact"], "alice");
         assert_eq!(v["content"], "hi\n\u{1b}[31mred");
         assert_eq!(json.lines().count(), 1);
+    }
+
+    #[test]
+    fn the_profiles_usable_mailbox_key_is_chosen() {
+        let owner = SigningKey::from_bytes(&[4; 32]);
+        let profile = |mailbox_key| {
+            crate::proto::UnsignedProfile {
+                sequence: 1,
+                timestamp: 1,
+                name: "B".into(),
+                avatar: None,
+                mailbox_key,
+            }
+            .sign(&owner, &crate::proto::ProfileLimits::default())
+            .unwrap()
+        };
+        assert_eq!(seal_key(None), SealKey::Derived);
+        assert_eq!(seal_key(Some(&profile(None))), SealKey::Derived);
+        let mk = MailboxSecret::generate().public();
+        assert_eq!(seal_key(Some(&profile(Some(mk)))), SealKey::Mailbox(mk));
+        // u = 0 is a low-order point: HPKE refuses it, so the derived key is used.
+        let zero = MailboxKey::from([0; 32]);
+        assert_eq!(
+            seal_key(Some(&profile(Some(zero)))),
+            SealKey::Unusable(zero)
+        );
     }
 
     #[test]

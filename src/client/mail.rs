@@ -2,10 +2,12 @@
 //!
 //! * HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305,
 //!   `info` = [`HPKE_INFO`], empty AAD.
-//! * The recipient's X25519 key is derived from its Ed25519 identity: the public key is
+//! * The recipient's X25519 key is the `mailboxKey` its profile publishes (a random key
+//!   pair, [`MailboxSecret`]), or else derived from its Ed25519 identity: the public key is
 //!   mapped to Montgomery form ([`ed25519_dalek::VerifyingKey::to_montgomery`]); the secret
 //!   is the Ed25519 secret scalar (clamped lower half of SHA-512 of the seed,
-//!   [`ed25519_dalek::SigningKey::to_scalar_bytes`]). Both sides of X25519 then agree.
+//!   [`ed25519_dalek::SigningKey::to_scalar_bytes`]). Both sides of X25519 then agree. The
+//!   recipient tries its derived key and every mailbox secret it holds ([`open_with`]).
 //! * Envelope: `0x01 ‖ enc (32 bytes) ‖ ciphertext`. Plaintext before sealing:
 //!   `u32 BE length ‖ letter JSON ‖ zero padding` up to the next bucket (a power of two,
 //!   512..=[`MAX_BUCKET`] bytes), so the server sees only the bucket.
@@ -20,7 +22,7 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{PublicKey, Signature};
+use crate::proto::{MailboxKey, PublicKey, Signature};
 
 /// HPKE `info` for mailbox envelopes.
 pub const HPKE_INFO: &[u8] = b"megatorrent-mail-v1";
@@ -49,8 +51,8 @@ pub enum MailError {
     /// A key is not a valid Ed25519 point.
     #[error("not a valid public key")]
     BadKey,
-    /// The envelope is not in the expected format or does not decrypt.
-    #[error("the envelope does not decrypt with this key")]
+    /// The envelope is not in the expected format or does not decrypt with any key tried.
+    #[error("the envelope does not decrypt with the identity key or a stored mailbox key")]
     Undecryptable,
     /// The decrypted letter is malformed.
     #[error("malformed letter: {0}")]
@@ -155,25 +157,121 @@ pub fn x25519_secret(key: &SigningKey) -> [u8; 32] {
     key.to_scalar_bytes()
 }
 
-/// Sign and seal `content` from `sender` to `to` (its Ed25519 key).
-pub fn seal(
-    sender: &SigningKey,
-    to: &PublicKey,
-    timestamp: u64,
-    content: &str,
-    reply_to: Option<&str>,
-) -> Result<Vec<u8>, MailError> {
-    seal_with_id(sender, to, timestamp, content, reply_to).map(|(envelope, _)| envelope)
+/// The secret half of a mailbox key (X25519), for a profile's `mailboxKey`. `Debug` shows
+/// only the public half; the bytes are wiped when dropped.
+#[derive(Clone)]
+pub struct MailboxSecret([u8; 32]);
+
+impl MailboxSecret {
+    /// A fresh random key pair (HPKE's X25519 key generation from the OS generator).
+    #[must_use]
+    pub fn generate() -> Self {
+        let (sk, _) = <X25519HkdfSha256 as hpke::Kem>::gen_keypair(&mut OsRng09);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&sk.to_bytes());
+        Self(bytes)
+    }
+
+    /// Wrap stored secret bytes.
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The secret bytes (to store them; never to log).
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The public key to publish as `mailboxKey`.
+    #[must_use]
+    pub fn public(&self) -> MailboxKey {
+        let mut out = [0u8; 32];
+        // `from_bytes` fails only for a length other than 32, which this is not; the
+        // all-zero fallback is a key nothing can be sealed to (`seal` refuses it).
+        if let Ok(sk) = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&self.0) {
+            out.copy_from_slice(&<X25519HkdfSha256 as hpke::Kem>::sk_to_pk(&sk).to_bytes());
+        }
+        MailboxKey::from(out)
+    }
 }
 
-/// Like [`seal`], also returning the letter's id ([`letter_id`]).
-pub fn seal_with_id(
+impl Drop for MailboxSecret {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for MailboxSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MailboxSecret(public {})", self.public())
+    }
+}
+
+/// A signed and padded letter, not sealed yet ([`sign_letter`], then [`Self::seal`]): the
+/// sender can check the size before asking for the recipient's profile.
+pub struct SignedLetter {
+    to: PublicKey,
+    id: String,
+    plain: Vec<u8>,
+}
+
+impl SignedLetter {
+    /// The letter's id ([`letter_id`]).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Seal to `mailbox_key` (the recipient's profile's), or with `None` to the key derived
+    /// from the recipient's identity. A key HPKE cannot seal to (a low-order point) is
+    /// [`MailError::BadKey`].
+    pub fn seal(&self, mailbox_key: Option<&MailboxKey>) -> Result<Vec<u8>, MailError> {
+        let x25519 = match mailbox_key {
+            Some(k) => *k.as_bytes(),
+            None => x25519_public(&self.to)?,
+        };
+        let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&x25519)
+            .map_err(|_| MailError::BadKey)?;
+        let (enc, ct) =
+            hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+                &OpModeS::Base,
+                &pk,
+                HPKE_INFO,
+                &self.plain,
+                b"",
+                &mut OsRng09,
+            )
+            .map_err(|_| MailError::BadKey)?;
+        let mut out = Vec::with_capacity(1 + ENC_LEN + ct.len());
+        out.push(VERSION);
+        out.extend_from_slice(&enc.to_bytes());
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+}
+
+/// Whether letters can be sealed to `key` (HPKE refuses low-order points).
+#[must_use]
+pub fn usable_mailbox_key(key: &MailboxKey) -> bool {
+    let probe = SignedLetter {
+        to: PublicKey::from([0; 32]),
+        id: String::new(),
+        plain: Vec::new(),
+    };
+    probe.seal(Some(key)).is_ok()
+}
+
+/// Sign `content` from `sender` to `to` (its Ed25519 key) and pad it; refuses a letter over
+/// the largest bucket.
+pub fn sign_letter(
     sender: &SigningKey,
     to: &PublicKey,
     timestamp: u64,
     content: &str,
     reply_to: Option<&str>,
-) -> Result<(Vec<u8>, String), MailError> {
+) -> Result<SignedLetter, MailError> {
     let letter = Unsigned {
         from: PublicKey::from(sender),
         to: *to,
@@ -200,27 +298,45 @@ pub fn seal_with_id(
     plain.extend_from_slice(&len.to_be_bytes());
     plain.extend_from_slice(&json);
     plain.resize(bucket(framed), 0);
-    let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&x25519_public(to)?)
-        .map_err(|_| MailError::BadKey)?;
-    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
-        &OpModeS::Base,
-        &pk,
-        HPKE_INFO,
-        &plain,
-        b"",
-        &mut OsRng09,
-    )
-    .map_err(|_| MailError::BadKey)?;
-    let mut out = Vec::with_capacity(1 + ENC_LEN + ct.len());
-    out.push(VERSION);
-    out.extend_from_slice(&enc.to_bytes());
-    out.extend_from_slice(&ct);
-    Ok((out, id))
+    Ok(SignedLetter { to: *to, id, plain })
 }
 
-/// Open an envelope with the recipient's key, verify the sender's signature and that the
-/// letter is addressed to this key.
+/// Sign and seal `content` from `sender` to `to` (its Ed25519 key, derived X25519 key).
+pub fn seal(
+    sender: &SigningKey,
+    to: &PublicKey,
+    timestamp: u64,
+    content: &str,
+    reply_to: Option<&str>,
+) -> Result<Vec<u8>, MailError> {
+    seal_with_id(sender, to, timestamp, content, reply_to).map(|(envelope, _)| envelope)
+}
+
+/// Like [`seal`], also returning the letter's id ([`letter_id`]).
+pub fn seal_with_id(
+    sender: &SigningKey,
+    to: &PublicKey,
+    timestamp: u64,
+    content: &str,
+    reply_to: Option<&str>,
+) -> Result<(Vec<u8>, String), MailError> {
+    let letter = sign_letter(sender, to, timestamp, content, reply_to)?;
+    Ok((letter.seal(None)?, letter.id))
+}
+
+/// Open an envelope with the key derived from the recipient's identity, verify the
+/// sender's signature and that the letter is addressed to this key.
 pub fn open(recipient: &SigningKey, envelope: &[u8]) -> Result<Letter, MailError> {
+    open_with(recipient, &[], envelope)
+}
+
+/// Like [`open`], trying the derived key and then each of `mailbox` (the secrets of the
+/// mailbox keys this recipient published).
+pub fn open_with(
+    recipient: &SigningKey,
+    mailbox: &[MailboxSecret],
+    envelope: &[u8],
+) -> Result<Letter, MailError> {
     let (&version, rest) = envelope.split_first().ok_or(MailError::Undecryptable)?;
     if version != VERSION || rest.len() < ENC_LEN {
         return Err(MailError::Undecryptable);
@@ -228,17 +344,22 @@ pub fn open(recipient: &SigningKey, envelope: &[u8]) -> Result<Letter, MailError
     let (enc, ct) = rest.split_at(ENC_LEN);
     let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
         .map_err(|_| MailError::Undecryptable)?;
-    let sk = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&x25519_secret(recipient))
-        .map_err(|_| MailError::Undecryptable)?;
-    let plain = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
-        &OpModeR::Base,
-        &sk,
-        &enc,
-        HPKE_INFO,
-        ct,
-        b"",
-    )
-    .map_err(|_| MailError::Undecryptable)?;
+    let derived = MailboxSecret(x25519_secret(recipient));
+    let plain = std::iter::once(&derived)
+        .chain(mailbox)
+        .find_map(|secret| {
+            let sk = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&secret.0).ok()?;
+            hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+                &OpModeR::Base,
+                &sk,
+                &enc,
+                HPKE_INFO,
+                ct,
+                b"",
+            )
+            .ok()
+        })
+        .ok_or(MailError::Undecryptable)?;
     let bad = |m: &str| MailError::Malformed(m.to_owned());
     let (len, body) = plain.split_at_checked(4).ok_or_else(|| bad("short"))?;
     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
@@ -320,6 +441,43 @@ mod tests {
             seal(&a, &to, 1, &"x".repeat(MAX_BUCKET), None),
             Err(MailError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn mailbox_keys_seal_and_only_their_secret_opens() {
+        let (a, b) = (sk(1), sk(2));
+        let (secret, other) = (MailboxSecret::generate(), MailboxSecret::generate());
+        let mk = secret.public();
+        assert_ne!(mk, other.public());
+        assert_eq!(MailboxSecret::from_bytes(*secret.as_bytes()).public(), mk);
+        assert!(!format!("{secret:?}").contains(&hex::encode(secret.as_bytes())));
+        let letter = sign_letter(&a, &PublicKey::from(&b), 7, "via the mailbox key", None).unwrap();
+        let env = letter.seal(Some(&mk)).unwrap();
+        assert_eq!(env.len(), 1 + 32 + 512 + 16);
+        assert_eq!(open(&b, &env), Err(MailError::Undecryptable));
+        let only_other = [other.clone()];
+        assert_eq!(
+            open_with(&b, &only_other, &env),
+            Err(MailError::Undecryptable)
+        );
+        let got = open_with(&b, &[other, secret.clone()], &env).unwrap();
+        assert_eq!(got.id, letter.id());
+        assert_eq!(got.content, "via the mailbox key");
+        assert_eq!(got.from, PublicKey::from(&a));
+        // Letters sealed to the derived key still open when mailbox secrets are held.
+        let derived = letter.seal(None).unwrap();
+        assert!(open_with(&b, std::slice::from_ref(&secret), &derived).is_ok());
+        // Holding the mailbox secret is not enough: the signed `to` must be our key.
+        assert_eq!(
+            open_with(&sk(3), &[secret], &env),
+            Err(MailError::WrongRecipient)
+        );
+        assert!(usable_mailbox_key(&mk));
+        assert!(!usable_mailbox_key(&MailboxKey::from([0; 32])));
+        assert_eq!(
+            letter.seal(Some(&MailboxKey::from([0; 32]))),
+            Err(MailError::BadKey)
+        );
     }
 
     /// A letter signed for B but re-sealed by B to C is refused by C; a forged `from` fails.

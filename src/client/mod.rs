@@ -10,7 +10,9 @@
 //! * [`announce`], [`torrent`], [`feed`], [`seeder`] — messages as torrents (feature
 //!   `torrent`): our tracker client, the librqbit wrapper, `share`/`find`, and `seed`.
 //! * [`mail`], [`mailbox`], [`inbox`] — direct messages: sealing letters, the mailbox HTTP
-//!   client, and the `send`/`inbox` commands.
+//!   client, and the `send`/`inbox` commands; [`mailkeys`] (mailbox key pairs published in
+//!   profiles) and [`inbox_seen`] (what `inbox --keep` showed) under `--home`, through
+//!   [`localfile`].
 //! * [`contacts`] — petnames, and the resolver for every PUBKEY argument.
 //! * [`keys`] — `key export|import` (one identity on several devices).
 //! * [`publish`] — the `publish` command.
@@ -27,9 +29,12 @@ pub mod feed;
 pub mod http;
 pub mod identity;
 pub mod inbox;
+pub mod inbox_seen;
 pub mod keys;
+pub mod localfile;
 pub mod mail;
 pub mod mailbox;
+pub mod mailkeys;
 pub mod mailpush;
 pub mod network;
 pub mod profile;

@@ -19,6 +19,8 @@ use super::cli::{emit, note, signaling, Cli, CliError, MAX_CONFLICT_RETRIES};
 use super::contacts;
 use super::display::{iso8601_utc, printable};
 use super::identity::Home;
+use super::mail::MailboxSecret;
+use super::mailkeys::{MailboxKeyring, StoredKey, MAX_MAILBOX_KEYS};
 use crate::proto::profile::check_name;
 use crate::proto::{HexError, MailboxKey, Profile, ProfileError, ProfileLimits, PublicKey};
 
@@ -44,8 +46,9 @@ pub struct SetArgs {
     /// An image file to publish as the avatar (at most 64 KiB)
     #[arg(long, value_name = "FILE")]
     pub avatar: Option<PathBuf>,
-    /// An X25519 public key (64 hex characters) others should seal mail to
-    #[arg(long, value_name = "HEX")]
+    /// The key others seal mail to: `new` (generate a key pair and keep its secret here),
+    /// `current` (the newest one kept here) or an X25519 public key (64 hex characters)
+    #[arg(long, value_name = "new|current|HEX")]
     pub mailbox_key: Option<String>,
 }
 
@@ -94,9 +97,12 @@ pub enum ProfileCmdError {
         /// The cap.
         max: usize,
     },
-    /// `--mailbox-key` is not 64 hex characters.
-    #[error("invalid --mailbox-key")]
+    /// `--mailbox-key` is not `new`, `current` or 64 hex characters.
+    #[error("invalid --mailbox-key (expected new, current or 64 hex characters)")]
     MailboxKey(#[source] HexError),
+    /// `--mailbox-key current` without a stored mailbox key.
+    #[error("no mailbox key is kept here; use --mailbox-key new to generate one")]
+    NoMailboxKey,
     /// The server has no (unexpired) profile for the key.
     #[error("no profile for {0} (none was published, or it expired)")]
     NotFound(PublicKey),
@@ -166,12 +172,14 @@ async fn set(cli: &Cli, home: &Home, args: &SetArgs) -> Result<u64, CliError> {
         Some(path) => Some(read_avatar(path, limits.max_avatar_bytes)?),
         None => None,
     };
-    let mailbox_key = match &args.mailbox_key {
-        Some(hex) => Some(MailboxKey::from_hex_any_case(hex).map_err(ProfileCmdError::MailboxKey)?),
-        None => None,
-    };
+    let mailbox_arg = args
+        .mailbox_key
+        .as_deref()
+        .map(MailboxKeyArg::parse)
+        .transpose()?;
     let identity = home.load_identity()?;
     let key = identity.public_key();
+    let mailbox_key = mailbox_key_to_publish(home, &key, mailbox_arg)?;
     let client = signaling(cli, home).await?;
     let mut next = match fetch(&client, &key).await? {
         Some(current) => current.profile.sequence().saturating_add(1),
@@ -296,6 +304,82 @@ pub async fn fetch(
         profile,
         expires_at_ms,
     }))
+}
+
+/// What `--mailbox-key` asks to publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MailboxKeyArg {
+    /// Generate a key pair and keep its secret.
+    New,
+    /// The newest key kept here.
+    Current,
+    /// This public key.
+    Key(MailboxKey),
+}
+
+impl MailboxKeyArg {
+    fn parse(arg: &str) -> Result<Self, ProfileCmdError> {
+        match arg {
+            "new" => Ok(Self::New),
+            "current" => Ok(Self::Current),
+            hex => MailboxKey::from_hex_any_case(hex)
+                .map(Self::Key)
+                .map_err(ProfileCmdError::MailboxKey),
+        }
+    }
+}
+
+/// The mailbox key to publish for `identity`. A new key's secret is stored before anything
+/// is published, so a published key's secret is never lost; a given key whose secret this
+/// home does not hold is published with a warning.
+fn mailbox_key_to_publish(
+    home: &Home,
+    identity: &PublicKey,
+    arg: Option<MailboxKeyArg>,
+) -> Result<Option<MailboxKey>, CliError> {
+    let mut ring = MailboxKeyring::load(home, identity)?;
+    let path = MailboxKeyring::path(home);
+    match arg {
+        None => {
+            if let Some(newest) = ring.newest() {
+                note(&format!(
+                    "publishing no mailbox key: senders will seal to the key derived from \
+                     your identity (`--mailbox-key current` keeps publishing {newest})"
+                ));
+            }
+            Ok(None)
+        }
+        Some(MailboxKeyArg::New) => {
+            let created = u64::try_from(crate::now_ms()).unwrap_or(0);
+            let stored = StoredKey::new(MailboxSecret::generate(), created);
+            let public = stored.public;
+            for old in ring.add([stored]) {
+                note(&format!(
+                    "forgot the oldest mailbox key {old} (at most {MAX_MAILBOX_KEYS} are kept)"
+                ));
+            }
+            ring.save(home)?;
+            note(&format!(
+                "generated the mailbox key {public}; its secret is kept in {} \
+                 (`key export` carries it to your other devices)",
+                path.display()
+            ));
+            Ok(Some(public))
+        }
+        Some(MailboxKeyArg::Current) => {
+            Ok(Some(*ring.newest().ok_or(ProfileCmdError::NoMailboxKey)?))
+        }
+        Some(MailboxKeyArg::Key(k)) => {
+            if !ring.holds(&k) {
+                note(&format!(
+                    "warning: {} holds no secret for the mailbox key {k}: letters sealed to \
+                     it cannot be read on this device (only where its secret is kept)",
+                    path.display()
+                ));
+            }
+            Ok(Some(k))
+        }
+    }
 }
 
 fn profile_path(key: &PublicKey) -> String {

@@ -1,11 +1,12 @@
-//! Running the real `megatorrent` binary for one home against one server.
+//! Running the real `megatorrent` binary from a test: one process per command, each home
+//! its own directory, against one server.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 /// What one run of the binary produced.
 #[derive(Debug)]
@@ -23,6 +24,27 @@ impl Run {
     pub fn ok(&self) -> &str {
         assert_eq!(self.code, Some(0), "{self:?}");
         self.stdout.trim_end()
+    }
+
+    /// A failure with one clear `error:` line containing `needle`, and no panic.
+    pub fn fails_with(&self, needle: &str) {
+        assert_eq!(self.code, Some(1), "{self:?}");
+        assert!(self.stderr.contains("error: "), "{self:?}");
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?}: {self:?}"
+        );
+        assert!(!self.stderr.contains("panicked"), "{self:?}");
+    }
+
+    /// Assert a failure reported as exactly one `error: …` line; returns that line.
+    pub fn failed(&self) -> &str {
+        assert_eq!(self.code, Some(1), "{self:?}");
+        assert!(self.stdout.is_empty(), "{self:?}");
+        let line = self.stderr.trim_end();
+        assert_eq!(line.lines().count(), 1, "{self:?}");
+        assert!(line.starts_with("error: "), "{self:?}");
+        line
     }
 
     /// Assert that `find` rejected exactly two messages: one whose signature does not
@@ -49,7 +71,8 @@ impl Run {
     }
 }
 
-/// `megatorrent ARGS` with `home` and `server` (no `MEGATORRENT_TIMEOUT` from outside).
+/// `megatorrent ARGS` with `home` and `server` (no `MEGATORRENT_TIMEOUT` from outside), not
+/// started yet; killed when dropped.
 pub fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_megatorrent"));
     cmd.args(args)
@@ -77,6 +100,13 @@ pub async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
     }
 }
 
+/// A new identity in `home`; returns its public key.
+pub async fn keygen(home: &Path, server: &str) -> String {
+    let key = mt(home, server, &["keygen"]).await.ok().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    key
+}
+
 /// Start `megatorrent seed` for `home` on a loopback listener and wait (60 s at most) for
 /// its first line, `seeding N torrents on port P`, which it prints once its first
 /// announces are done. Returns the running process (killed on drop) and that line.
@@ -93,4 +123,49 @@ pub async fn start_seed(home: &Path, server: &str) -> (Child, String) {
         .expect("seed did not start within 60 s")
         .unwrap();
     (child, ready)
+}
+
+/// Read `lines` until one contains `needle` (at most `secs` seconds); returns the lines
+/// before it. Panics if the stream ends first.
+pub async fn wait_for_line<R: AsyncBufRead + Unpin>(
+    lines: &mut Lines<R>,
+    needle: &str,
+    secs: u64,
+) -> Vec<String> {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        let mut before = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return before;
+            }
+            before.push(line);
+        }
+        panic!("the output ended without {needle:?}: {before:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no line with {needle:?} within {secs} s"))
+}
+
+/// A running `megatorrent` and its stdout and stderr, line by line.
+pub struct Running {
+    /// The process (killed when dropped).
+    pub child: Child,
+    /// Its standard output.
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    /// Its standard error.
+    pub stderr: Lines<BufReader<ChildStderr>>,
+}
+
+/// Start `megatorrent ARGS` with `home` and `server`, its output piped.
+pub fn spawn(home: &Path, server: &str, args: &[&str]) -> Running {
+    let mut child = mt_cmd(home, server, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Running {
+        stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+        stderr: BufReader::new(child.stderr.take().unwrap()).lines(),
+        child,
+    }
 }
