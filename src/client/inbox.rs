@@ -171,33 +171,44 @@ pub async fn send(
         return Err(MailCmdError::Empty.into());
     }
     let reply_to = args.reply_to.as_deref().map(check_reply_to).transpose()?;
+    let line = send_letter(cli, home, &contacts, &to, &content, reply_to.as_deref()).await?;
+    emit(out, line.as_bytes())
+}
+
+/// Sign `content` as a letter to `to`, seal and post it; returns the line `send` prints
+/// (`sent <letter id> to <name or key>, kept until <time>`).
+pub(crate) async fn send_letter(
+    cli: &Cli,
+    home: &Home,
+    contacts: &Contacts,
+    to: &crate::proto::PublicKey,
+    content: &str,
+    reply_to: Option<&str>,
+) -> Result<String, CliError> {
     let id = home.load_identity()?;
     warn_loose_permissions(home);
     let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-    let (envelope, letter_id) =
-        mail::seal_with_id(id.signing_key(), &to, now, &content, reply_to.as_deref()).map_err(
-            |e| match e {
-                MailError::TooLarge { size, max } => MailCmdError::TooLong { size, max },
-                other => MailCmdError::Seal(other),
-            },
-        )?;
+    let (envelope, letter_id) = mail::seal_with_id(id.signing_key(), to, now, content, reply_to)
+        .map_err(|e| match e {
+            MailError::TooLarge { size, max } => MailCmdError::TooLong { size, max },
+            other => MailCmdError::Seal(other),
+        })?;
     let size = envelope.len();
     let client = mailbox_client(cli, home).await?;
     let posted =
         client
-            .post(&to, envelope)
+            .post(to, envelope)
             .await
             .map_err(|e| match e.server().map(|s| s.status) {
                 Some(507) => MailCmdError::MailboxFull.into(),
                 Some(413) => MailCmdError::RefusedAsTooLarge { size }.into(),
                 _ => CliError::from(e),
             })?;
-    let line = format!(
+    Ok(format!(
         "sent {letter_id} to {}, kept until {}\n",
-        contacts.label(&to),
+        contacts.label(to),
         iso8601_utc(posted.expires_at)
-    );
-    emit(out, line.as_bytes())
+    ))
 }
 
 /// `megatorrent inbox`: print verified messages and acknowledge them; with `--watch`, poll
@@ -316,7 +327,11 @@ async fn round(
             continue; // acknowledged meanwhile (another device) or expired
         };
         match mail::open(key, &envelope) {
-            Ok(letter) => {
+            Ok(mut letter) => {
+                // A channel invitation is shown as what was done with it, never its key.
+                if let Some(line) = super::channel::invite::receive(home, &letter) {
+                    letter.content = line;
+                }
                 emit(out, render(&letter, &entry, &contacts, json).as_bytes())?;
                 shown += 1;
             }
