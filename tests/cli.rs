@@ -6,58 +6,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::cli::mt;
 use megatorrent::proto::{Manifest, ManifestLimits};
-use tokio::process::Command;
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self.stdout.trim_end()
-    }
-
-    /// Assert a failure reported as exactly one `error: …` line; returns that line.
-    fn failed(&self) -> &str {
-        assert_eq!(self.code, Some(1), "{self:?}");
-        assert!(self.stdout.is_empty(), "{self:?}");
-        let line = self.stderr.trim_end();
-        assert_eq!(line.lines().count(), 1, "{self:?}");
-        assert!(line.starts_with("error: "), "{self:?}");
-        line
-    }
-}
-
-/// Run `megatorrent ARGS` with `home` and `server` (60 s at most).
-async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(args)
-        .env("MEGATORRENT_HOME", home)
-        .env("MEGATORRENT_SERVER", server)
-        .env_remove("MEGATORRENT_TIMEOUT")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), child)
-        .await
-        .expect("megatorrent did not finish within 60 s")
-        .expect("run megatorrent");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 /// Fetch and verify the manifest of `key` straight from the server (not via the CLI).
 async fn server_manifest(server: &common::server::TestServer, key: &str) -> (Manifest, Vec<u8>) {

@@ -16,60 +16,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use common::cli::{mt, mt_cmd};
 use common::server::{start_with, test_config, TestServer};
 use megatorrent::proto::PublicKey;
 use megatorrent::server::Config;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self.stdout.trim_end()
-    }
-
-    /// A failure with one clear `error:` line containing `needle`, and no panic.
-    fn fails_with(&self, needle: &str) {
-        assert_eq!(self.code, Some(1), "{self:?}");
-        assert!(self.stderr.contains("error: "), "{self:?}");
-        assert!(
-            self.stderr.contains(needle),
-            "expected {needle:?}: {self:?}"
-        );
-        assert!(!self.stderr.contains("panicked"), "{self:?}");
-    }
-}
-
-fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_megatorrent"));
-    cmd.args(args)
-        .env("MEGATORRENT_HOME", home)
-        .env("MEGATORRENT_SERVER", server)
-        .env_remove("MEGATORRENT_TIMEOUT")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Run `megatorrent ARGS` with `home` and `server` (60 s at most).
-async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(Duration::from_secs(60), mt_cmd(home, server, args).output())
-        .await
-        .expect("megatorrent did not finish within 60 s")
-        .expect("run megatorrent");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 async fn keygen(home: &Path, server: &str) -> String {
     let key = mt(home, server, &["keygen"]).await.ok().to_owned();

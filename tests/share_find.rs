@@ -15,48 +15,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::cli::{find, mt, stop_seeder, Seeders, LISTEN};
 use ed25519_dalek::SigningKey;
 use megatorrent::client::identity::Home;
 use megatorrent::proto::{Archive, UnsignedMessage};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self.stdout.trim_end()
-    }
-}
-
-/// Run `megatorrent ARGS` with `home` and `server` (120 s at most).
-async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(args)
-        .env("MEGATORRENT_HOME", home)
-        .env("MEGATORRENT_SERVER", server)
-        .env_remove("MEGATORRENT_TIMEOUT")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), child)
-        .await
-        .expect("megatorrent did not finish within 120 s")
-        .expect("run megatorrent");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-const LISTEN: &[&str] = &["--listen", "127.0.0.1:0"];
 
 async fn share(home: &Path, server: &str, text: &str) -> String {
     let mut args = vec!["share", "--detach", text];
@@ -70,38 +34,6 @@ async fn share(home: &Path, server: &str, text: &str) -> String {
     );
     assert!(!magnet.contains("udp"), "{magnet}");
     magnet
-}
-
-async fn find(home: &Path, server: &str, key: &str) -> Run {
-    let mut args = vec!["find", key, "--fetch-timeout", "30"];
-    args.extend_from_slice(LISTEN);
-    mt(home, server, &args).await
-}
-
-/// Stop a home's background seeder (SIGTERM to the PID in `seed.pid`) and wait for it.
-async fn stop_seeder(home: &Path) {
-    let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) else {
-        return;
-    };
-    let pid = pid.trim().to_owned();
-    let _ = std::process::Command::new("kill").arg(&pid).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Stops every seeder even when an assertion fails.
-struct Seeders(Vec<std::path::PathBuf>);
-
-impl Drop for Seeders {
-    fn drop(&mut self) {
-        for home in &self.0 {
-            if let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) {
-                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-    }
 }
 
 fn lines(s: &str) -> Vec<&str> {
