@@ -198,3 +198,39 @@ async fn channel_commands_fail_cleanly_on_bad_input() {
     assert_eq!(list.ok(), format!("open {open} public"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_private_channel_refuses_more_posts_and_leaves_nothing_behind() {
+    // A 4 KiB manifest cap holds about a dozen sealed items.
+    let mut cfg = common::server::test_config();
+    cfg.limits.max_manifest_bytes = 4096;
+    let server = common::server::start_with(cfg, None).await;
+    let url = server.url.clone();
+    let t = tempfile::tempdir().unwrap();
+    let h = t.path();
+    let _guard = Seeders(vec![h.to_owned()]);
+    mt(h, &url, &["channel", "create", "tiny", "--private"])
+        .await
+        .ok();
+    let batch = h.join("batch.txt");
+    let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&batch, text).unwrap();
+    let mut args = vec!["share", "--channel", "tiny", "--detach", "--batch"];
+    args.push(batch.to_str().unwrap());
+    args.extend_from_slice(LISTEN);
+    mt(h, &url, &args)
+        .await
+        .fails_with("the private channel is full: 30 items");
+    let left = std::fs::read_dir(h.join("channels/tiny/messages"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "a refused share removes its sealed files");
+    // Smaller posts still go in.
+    post(h, &url, "tiny", "fits").await;
+    let left = std::fs::read_dir(h.join("channels/tiny/messages"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1);
+    stop_seeder(h).await;
+    server.stop().await;
+}
