@@ -61,8 +61,12 @@ pub fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
 
 /// Run `megatorrent ARGS` with `home` and `server` (120 s at most).
 pub async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let child = mt_cmd(home, server, args).output();
-    let out = tokio::time::timeout(Duration::from_secs(120), child)
+    output(mt_cmd(home, server, args)).await
+}
+
+/// Run a prepared `megatorrent` command to its end (120 s at most) and collect its output.
+pub async fn output(mut cmd: Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .expect("megatorrent did not finish within 120 s")
         .expect("run megatorrent");
