@@ -12,10 +12,13 @@
 mod common;
 
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-use common::cli::{find, mt, stop_seeder, Run, Seeders, LISTEN};
+use common::cli::{find, mt, mt_cmd, stop_seeder, Run, Seeders, LISTEN};
 use megatorrent::client::channel::seal::{self, ReadKey};
 use megatorrent::proto::PublicKey;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn post(home: &Path, server: &str, channel: &str, text: &str) -> String {
     let mut args = vec!["share", "--channel", channel, "--detach", text];
@@ -146,8 +149,35 @@ async fn a_private_channel_is_readable_only_with_its_invited_read_key() {
         "{inbox:?}"
     );
 
+    // B seeds the sealed torrents it fetched (seeding needs no key); with both writers
+    // offline, a newly invited D gets every message from B alone.
+    let mut seed_b = mt_cmd(b, &url, &["seed", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    let mut lines = BufReader::new(seed_b.stdout.take().unwrap());
+    tokio::time::timeout(Duration::from_secs(60), lines.read_line(&mut ready))
+        .await
+        .expect("seed did not start within 60 s")
+        .unwrap();
+    assert!(ready.starts_with("seeding 3 torrents"), "{ready}");
     stop_seeder(a).await;
     stop_seeder(a2).await;
+    let d = tempfile::tempdir().unwrap();
+    let key_d = mt(d.path(), &url, &["keygen"]).await.ok().to_owned();
+    mt(a, &url, &["channel", "invite", "news", &key_d])
+        .await
+        .ok();
+    mt(d.path(), &url, &["inbox"]).await.ok();
+    let run = find(d.path(), &url, &channel).await;
+    assert_eq!(
+        texts(&run),
+        ["secret one", "secret two", "secret three"],
+        "{run:?}"
+    );
+    seed_b.kill().await.unwrap();
     server.stop().await;
 }
 
