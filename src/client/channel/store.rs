@@ -198,7 +198,9 @@ pub fn load(home: &Home, name: &str) -> Result<Channel, ChannelError> {
         path: path.clone(),
         reason,
     };
-    let settings: Settings = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    // The parser's message could quote the read key: give a fixed reason instead.
+    let settings: Settings = serde_json::from_slice(&bytes)
+        .map_err(|_| corrupt("not a channel settings file".into()))?;
     if settings.version != VERSION {
         return Err(corrupt(format!("unknown version {}", settings.version)));
     }
