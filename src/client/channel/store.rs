@@ -218,8 +218,9 @@ pub fn load(home: &Home, name: &str) -> Result<Channel, ChannelError> {
     })
 }
 
-/// Every own channel, sorted by name (directories that are not valid channels are skipped
-/// with a warning by the caller's listing; here they are simply not channels).
+/// Every own channel, sorted by name (at most [`MAX_CHANNELS`]). Entries whose names are
+/// not channel names (such as a hidden half-built one) are skipped; a channel directory
+/// that does not load is an error naming its file.
 pub fn list(home: &Home) -> Result<Vec<Channel>, ChannelError> {
     let dir = channels_dir(home);
     let entries = match std::fs::read_dir(&dir) {
