@@ -4,6 +4,10 @@
 //! A [`Reader`] keeps what it printed (by signature), so `find --watch` can call
 //! [`Reader::pass`] on each newer manifest and print only what is new, even when a message
 //! moves from the `messages` collection into an archive.
+//!
+//! A private channel's sealed items and files are opened with the read key this home has
+//! ([`crate::client::channel`]); without one, [`Reader::pass`] prints the plain items only
+//! and fails with [`FeedError::Private`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
