@@ -12,13 +12,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use common::cli::{find, mt, mt_cmd, stop_seeder, Run, Seeders, LISTEN};
+use common::cli::{find, mt, start_seed, stop_seeder, Run, Seeders, LISTEN};
 use megatorrent::client::channel::seal::{self, ReadKey};
 use megatorrent::proto::PublicKey;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn post(home: &Path, server: &str, channel: &str, text: &str) -> String {
     let mut args = vec!["share", "--channel", channel, "--detach", text];
@@ -151,17 +148,7 @@ async fn a_private_channel_is_readable_only_with_its_invited_read_key() {
 
     // B seeds the sealed torrents it fetched (seeding needs no key); with both writers
     // offline, a newly invited D gets every message from B alone.
-    let mut seed_b = mt_cmd(b, &url, &["seed", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    let mut lines = BufReader::new(seed_b.stdout.take().unwrap());
-    tokio::time::timeout(Duration::from_secs(60), lines.read_line(&mut ready))
-        .await
-        .expect("seed did not start within 60 s")
-        .unwrap();
+    let (mut seed_b, ready) = start_seed(b, &url).await;
     assert!(ready.starts_with("seeding 3 torrents"), "{ready}");
     stop_seeder(a).await;
     stop_seeder(a2).await;

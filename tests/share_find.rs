@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::cli::{find, mt, stop_seeder, Seeders, LISTEN};
+use common::cli::{find, mt, start_seed, stop_seeder, Seeders, LISTEN};
 use ed25519_dalek::SigningKey;
 use megatorrent::client::identity::Home;
 use megatorrent::proto::{Archive, UnsignedMessage};
@@ -72,25 +72,7 @@ async fn share_then_find_prints_verified_messages_in_order_and_rejects_bad_ones(
 
     // B seeds what it fetched; A stops and its message data is removed (the identity is
     // kept so A can publish below); C still gets all 3, from B.
-    let mut seed_b = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(["seed", "--listen", "127.0.0.1:0"])
-        .env("MEGATORRENT_HOME", b)
-        .env("MEGATORRENT_SERVER", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    let mut reader = tokio::io::BufReader::new(seed_b.stdout.take().unwrap());
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut ready),
-    )
-    .await
-    .expect("seed did not start within 60 s")
-    .unwrap();
+    let (mut seed_b, ready) = start_seed(b, &url).await;
     assert!(ready.starts_with("seeding 3 torrents"), "{ready}");
     stop_seeder(a).await;
     std::fs::remove_dir_all(a.join("messages")).unwrap();
@@ -517,22 +499,7 @@ async fn a_feed_of_2000_messages_is_archived_and_found_completely() {
     // B seeds the archives it fetched: a third home gets everything from B alone.
     stop_seeder(a).await;
     stop_seeder(x).await;
-    let mut seed_b = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-        .args(["seed", "--listen", "127.0.0.1:0"])
-        .env("MEGATORRENT_HOME", b)
-        .env("MEGATORRENT_SERVER", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    let mut reader = BufReader::new(seed_b.stdout.take().unwrap());
-    tokio::time::timeout(Duration::from_secs(60), reader.read_line(&mut ready))
-        .await
-        .expect("seed did not start within 60 s")
-        .unwrap();
+    let (mut seed_b, _) = start_seed(b, &url).await;
     let c = tempfile::tempdir().unwrap();
     let run = mt(c.path(), &url, &args).await;
     assert_eq!(lines(run.ok()).len(), 2001, "{}", run.stderr);

@@ -87,6 +87,26 @@ pub async fn find(home: &Path, server: &str, key: &str) -> Run {
     mt(home, server, &args).await
 }
 
+/// Start `megatorrent seed` in the foreground for `home` (killed when dropped); returns
+/// it and its first output line (`seeding N torrents on port P`), read within 60 s.
+pub async fn start_seed(home: &Path, server: &str) -> (tokio::process::Child, String) {
+    let mut child = mt_cmd(home, server, &["seed", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    let mut reader = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut ready),
+    )
+    .await
+    .expect("seed did not start within 60 s")
+    .unwrap();
+    (child, ready)
+}
+
 /// Stop a home's background seeder (SIGTERM to the PID in `seed.pid`) and wait for it.
 pub async fn stop_seeder(home: &Path) {
     let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) else {
