@@ -15,14 +15,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::cli::{mt, start_seed, Run};
+use common::cli::{find, mt, start_seed, stop_seeder, Seeders, LISTEN};
 use ed25519_dalek::SigningKey;
 use megatorrent::client::identity::Home;
 use megatorrent::proto::{Archive, UnsignedMessage};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-
-const LISTEN: &[&str] = &["--listen", "127.0.0.1:0"];
 
 async fn share(home: &Path, server: &str, text: &str) -> String {
     let mut args = vec!["share", "--detach", text];
@@ -36,38 +34,6 @@ async fn share(home: &Path, server: &str, text: &str) -> String {
     );
     assert!(!magnet.contains("udp"), "{magnet}");
     magnet
-}
-
-async fn find(home: &Path, server: &str, key: &str) -> Run {
-    let mut args = vec!["find", key, "--fetch-timeout", "30"];
-    args.extend_from_slice(LISTEN);
-    mt(home, server, &args).await
-}
-
-/// Stop a home's background seeder (SIGTERM to the PID in `seed.pid`) and wait for it.
-async fn stop_seeder(home: &Path) {
-    let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) else {
-        return;
-    };
-    let pid = pid.trim().to_owned();
-    let _ = std::process::Command::new("kill").arg(&pid).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Stops every seeder even when an assertion fails.
-struct Seeders(Vec<std::path::PathBuf>);
-
-impl Drop for Seeders {
-    fn drop(&mut self) {
-        for home in &self.0 {
-            if let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) {
-                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-    }
 }
 
 fn lines(s: &str) -> Vec<&str> {

@@ -28,6 +28,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::cli::Run;
 use common::netns::{self, Netns};
 use common::tor::{require, tor_installed, wait_http_through, TorNet};
 use megatorrent::client::http::{BaseUrl, HttpClient};
@@ -39,20 +40,6 @@ use tokio::process::Command;
 const M1: &str = "magnet:?xt=urn:btih:1111111111111111111111111111111111111111&dn=one";
 const M2: &str = "magnet:?xt=urn:btih:2222222222222222222222222222222222222222&dn=two";
 const M3: &str = "magnet:?xt=urn:btih:3333333333333333333333333333333333333333&dn=three";
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, Some(0), "{self:?}");
-        self.stdout.trim_end()
-    }
-}
 
 fn megatorrent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_megatorrent"))
@@ -69,15 +56,7 @@ async fn run(mut cmd: Command, home: &Path, args: &[&str]) -> Run {
         .env_remove("MEGATORRENT_I2P_PROXY")
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("megatorrent did not finish within 120 s")
-        .expect("run megatorrent");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    common::cli::output(cmd).await
 }
 
 /// The stored manifest of `key`, fetched from the server directly (not through Tor).

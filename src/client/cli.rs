@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use super::api::{ApiError, SignalingClient};
+use super::channel::{ChannelCommand, ChannelError};
 use super::contacts::{self, ContactsCommand, ContactsError};
 use super::display::{printable, render_manifest};
 use super::http::{BaseUrl, HttpClient, UrlError};
@@ -125,6 +126,12 @@ pub enum Command {
     /// Export or import this identity to use it on several devices
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Create, share and join channels: feeds with their own identity, optionally private
+    ///
+    /// A private channel's messages are encrypted under a read key that `channel invite`
+    /// sends by direct message; post with `share --channel NAME`, read with `find`.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
     /// Publish your signed profile (name, avatar, mailbox key) or read someone's
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -236,6 +243,9 @@ pub enum CliError {
     /// `send` or `inbox` failed.
     #[error(transparent)]
     Mail(#[from] MailCmdError),
+    /// A `channel` command failed.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
     /// `key export` or `key import` failed.
     #[error(transparent)]
     Key(#[from] KeyCmdError),
@@ -286,6 +296,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
         Command::Inbox(args) => inbox::inbox(&cli, &home, args, out).await,
         Command::Contacts(cmd) => contacts::run(&home, cmd, out),
         Command::Key(cmd) => keys::run(&home, cmd, out),
+        Command::Channel(cmd) => super::channel::run(&cli, &home, cmd, out).await,
         Command::Profile(cmd) => super::profile::run(&cli, &home, cmd, out).await,
         Command::Subscribe {
             pubkeys,

@@ -12,6 +12,7 @@
 
 mod archive;
 mod poc;
+mod private;
 mod read;
 mod watch;
 
@@ -30,6 +31,7 @@ use super::seeder;
 use super::torrent::TorrentError;
 use crate::proto::{Message, MessageError, PublicKey, UnsignedMessage};
 
+pub(crate) use private::{SEALED_PREFIX, SEALED_SUFFIX};
 pub(crate) use read::single_file;
 
 /// How many torrents `find` downloads at once.
@@ -60,6 +62,9 @@ pub struct ShareArgs {
     /// 10 000 lines, 64 MiB), with one manifest update
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
+    /// Post to this channel (see `megatorrent channel`) instead of your own feed
+    #[arg(long, value_name = "NAME")]
+    pub channel: Option<String>,
     /// Return once the manifest is published and a background `megatorrent seed` runs
     #[arg(long)]
     pub detach: bool,
@@ -121,6 +126,17 @@ pub enum FeedError {
     /// `find --watch` of a key that has only a proof-of-concept pointer record.
     #[error("find --watch cannot follow a proof-of-concept feed (a pointer record only) yet; run find without --watch")]
     PocWatch,
+    /// The feed lists sealed items and this home has no read key for it.
+    #[error(
+        "{key} is a private channel: {items} encrypted items not shown (this home has no \
+         read key for it; a member can send one with `megatorrent channel invite`)"
+    )]
+    Private {
+        /// The channel.
+        key: PublicKey,
+        /// How many sealed items the manifest lists.
+        items: usize,
+    },
     /// The message could not be made.
     #[error("invalid message")]
     Message(#[source] MessageError),
@@ -269,10 +285,14 @@ pub async fn share(
 ) -> Result<(), CliError> {
     refuse_proxied(cli)?;
     let contents = read_contents(args)?;
-    let id = home.load_identity()?;
-    let dir = own_dir(home);
-    std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-    let tracker = tracker_url(cli)?;
+    let channel = args
+        .channel
+        .as_deref()
+        .map(|name| super::channel::store::load(home, name))
+        .transpose()?;
+    // A channel is laid out like a home directory: the same publishing code serves both.
+    let author = channel.as_ref().map_or(home, |c| &c.home);
+    let id = author.load_identity()?;
     // Consecutive milliseconds keep the order of a batch.
     let base = u64::try_from(crate::now_ms()).unwrap_or(0);
     // Sign everything first, so that bad input leaves nothing behind.
@@ -287,17 +307,11 @@ pub async fn share(
             .map_err(FeedError::Message)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut shared = Vec::with_capacity(messages.len());
-    for message in messages {
-        let file = dir.join(message.file_name());
-        std::fs::write(&file, message.canonical_bytes()).map_err(io_err("write", &file))?;
-        let magnet = seeder::magnet_of(&file, &tracker).await?;
-        shared.push(archive::Shared {
-            message,
-            file,
-            magnet,
-        });
-    }
+    let read_key = channel.as_ref().and_then(|c| c.read_key.as_ref());
+    let (shared, sealed_items) = match read_key {
+        Some(key) => private::share_sealed(cli, author, key, messages).await?,
+        None => (write_plain(cli, author, messages).await?, Vec::new()),
+    };
     // The next share must be newer than this batch's last message, which may still be in
     // the future (one millisecond per message: at most MAX_BATCH ms).
     let last = base.saturating_add(shared.len() as u64);
@@ -305,7 +319,17 @@ pub async fn share(
     if now < last {
         tokio::time::sleep(Duration::from_millis(last - now)).await;
     }
-    let published = archive::publish_messages(cli, home, &shared).await?;
+    let published = if read_key.is_some() {
+        let result = private::publish_sealed(cli, author, &sealed_items).await;
+        if result.is_err() {
+            for s in &shared {
+                let _ = std::fs::remove_file(&s.file);
+            }
+        }
+        result?
+    } else {
+        archive::publish_messages(cli, author, &shared).await?
+    };
     let mut text = String::new();
     for s in &shared {
         text.push_str(&s.magnet);
@@ -339,6 +363,29 @@ pub async fn share(
         "published sequence {seq}; seeding until interrupted (Ctrl-C)"
     ));
     seeder::run(cli, home, args.listen, true, &mut std::io::sink()).await
+}
+
+/// Write each signed message to `messages/` of `author` and make its magnet.
+async fn write_plain(
+    cli: &Cli,
+    author: &Home,
+    messages: Vec<Message>,
+) -> Result<Vec<archive::Shared>, CliError> {
+    let dir = own_dir(author);
+    std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    let tracker = tracker_url(cli)?;
+    let mut shared = Vec::with_capacity(messages.len());
+    for message in messages {
+        let file = dir.join(message.file_name());
+        std::fs::write(&file, message.canonical_bytes()).map_err(io_err("write", &file))?;
+        let magnet = seeder::magnet_of(&file, &tracker).await?;
+        shared.push(archive::Shared {
+            message,
+            file,
+            magnet,
+        });
+    }
+    Ok(shared)
 }
 
 /// `megatorrent find`: fetch, verify and print a feed, oldest first; with `--watch`, then

@@ -132,6 +132,15 @@ impl Identity {
         text
     }
 
+    /// Parse the identity file format (64 hex characters, surrounding whitespace allowed);
+    /// the error never quotes the input.
+    pub(crate) fn from_secret_text(text: &[u8]) -> Result<Self, &'static str> {
+        let mut seed = parse_seed(text)?;
+        let key = SigningKey::from_bytes(&seed);
+        wipe(&mut seed);
+        Ok(Self { key })
+    }
+
     /// The signing key (for [`crate::proto::UnsignedManifest::sign`]).
     #[must_use]
     pub fn signing_key(&self) -> &SigningKey {

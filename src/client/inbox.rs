@@ -191,21 +191,45 @@ pub async fn send(
         return Err(MailCmdError::Empty.into());
     }
     let reply_to = args.reply_to.as_deref().map(check_reply_to).transpose()?;
+    let line = send_letter(
+        cli,
+        home,
+        &contacts,
+        &to,
+        &content,
+        reply_to.as_deref(),
+        args.no_profile,
+    )
+    .await?;
+    emit(out, line.as_bytes())
+}
+
+/// Sign `content` as a letter to `to`, seal and post it; returns the line `send` prints
+/// (`sent <letter id> to <name or key>, kept until <time>`).
+pub(crate) async fn send_letter(
+    cli: &Cli,
+    home: &Home,
+    contacts: &Contacts,
+    to: &crate::proto::PublicKey,
+    content: &str,
+    reply_to: Option<&str>,
+    no_profile: bool,
+) -> Result<String, CliError> {
     let id = home.load_identity()?;
     warn_loose_permissions(home);
     let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-    let letter = mail::sign_letter(id.signing_key(), &to, now, &content, reply_to.as_deref())
-        .map_err(|e| match e {
+    let letter =
+        mail::sign_letter(id.signing_key(), to, now, content, reply_to).map_err(|e| match e {
             MailError::TooLarge { size, max } => MailCmdError::TooLong { size, max },
             other => MailCmdError::Seal(other),
         })?;
     let letter_id = letter.id();
     let http = cli::http_client(cli, home).await?;
-    let label = contacts.label(&to);
-    let mailbox_key = if args.no_profile {
+    let label = contacts.label(to);
+    let mailbox_key = if no_profile {
         None
     } else {
-        profile_mailbox_key(&http, &to, &label).await?
+        profile_mailbox_key(&http, to, &label).await?
     };
     let envelope = letter
         .seal(mailbox_key.as_ref())
@@ -214,18 +238,17 @@ pub async fn send(
     let client = MailboxClient::new(http);
     let posted =
         client
-            .post(&to, envelope)
+            .post(to, envelope)
             .await
             .map_err(|e| match e.server().map(|s| s.status) {
                 Some(507) => MailCmdError::MailboxFull.into(),
                 Some(413) => MailCmdError::RefusedAsTooLarge { size }.into(),
                 _ => CliError::from(e),
             })?;
-    let line = format!(
+    Ok(format!(
         "sent {letter_id} to {label}, kept until {}\n",
         iso8601_utc(posted.expires_at)
-    );
-    emit(out, line.as_bytes())
+    ))
 }
 
 /// The key a letter is sealed to.
@@ -415,7 +438,11 @@ async fn round(
             continue; // acknowledged meanwhile (another device) or expired
         };
         match mail::open_with(key, &secrets, &envelope) {
-            Ok(letter) => {
+            Ok(mut letter) => {
+                // A channel invitation is shown as what was done with it, never its key.
+                if let Some(line) = super::channel::invite::receive(home, &letter) {
+                    letter.content = line;
+                }
                 emit(out, render(&letter, entry, &contacts, args.json).as_bytes())?;
                 pass.shown += 1;
             }

@@ -15,12 +15,14 @@
 //!   [`localfile`].
 //! * [`contacts`] — petnames, and the resolver for every PUBKEY argument.
 //! * [`keys`] — `key export|import` (one identity on several devices).
+//! * [`channel`] — channels with their own identity, and private channels (sealed items).
 //! * [`publish`] — the `publish` command.
 //! * [`cli`] — the `megatorrent` command line.
 
 #[cfg(feature = "torrent")]
 pub mod announce;
 pub mod api;
+pub mod channel;
 pub mod cli;
 pub mod contacts;
 pub mod display;

@@ -1,8 +1,9 @@
 //! `megatorrent seed`: seed our own messages and every fetched feed, announcing each to our
 //! tracker; and the background seeder `share --detach` starts.
 //!
-//! It seeds archives (`archive-*.jsonl`) like messages. The seeder rescans `messages/`
-//! and `feeds/` every [`RESCAN`], so a running seeder picks
+//! It seeds archives (`archive-*.jsonl`) like messages, and the messages of this home's
+//! channels (`channels/*/messages/`, sealed ones included). The seeder rescans `messages/`,
+//! the channels and `feeds/` every [`RESCAN`], so a running seeder picks
 //! up what `share` and `find` add. Its PID is in `seed.pid`, the info-hashes it seeds in
 //! `seed.state` (one hex hash a line), its log in `seed.log`.
 
@@ -274,15 +275,24 @@ fn write_state(home: &Home, seeding: &HashMap<PathBuf, Seeding>) {
     }
 }
 
-/// Every file to seed: own `messages/msg-*.json` and `messages/archive-*.jsonl`, and the
-/// verified fetched messages and archives.
+/// Every file to seed: own `messages/msg-*.json` and `messages/archive-*.jsonl`, the same
+/// and `sealed-*.bin` of each channel under `channels/`, and the verified fetched
+/// messages and archives.
 fn candidates(home: &Home, include_feeds: bool) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = list(&feed::own_dir(home))
-        .into_iter()
+    let mut dirs = vec![feed::own_dir(home)];
+    dirs.extend(
+        list(&home.dir().join(crate::client::channel::store::CHANNELS_DIR))
+            .into_iter()
+            .map(|ch| feed::own_dir(&Home::new(ch))),
+    );
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| list(d))
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                 (n.starts_with("msg-") && n.ends_with(".json"))
                     || (n.starts_with("archive-") && n.ends_with(".jsonl"))
+                    || (n.starts_with(feed::SEALED_PREFIX) && n.ends_with(feed::SEALED_SUFFIX))
             })
         })
         .collect();

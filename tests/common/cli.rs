@@ -1,9 +1,9 @@
 //! Running the real `megatorrent` binary from a test: one process per command, each home
 //! its own directory, against one server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -86,13 +86,15 @@ pub fn mt_cmd(home: &Path, server: &str, args: &[&str]) -> Command {
 
 /// Run `megatorrent ARGS` with `home` and `server` (120 s at most).
 pub async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        mt_cmd(home, server, args).output(),
-    )
-    .await
-    .expect("megatorrent did not finish within 120 s")
-    .expect("run megatorrent");
+    output(mt_cmd(home, server, args)).await
+}
+
+/// Run a prepared `megatorrent` command to its end (120 s at most) and collect its output.
+pub async fn output(mut cmd: Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("megatorrent did not finish within 120 s")
+        .expect("run megatorrent");
     Run {
         code: out.status.code(),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -167,5 +169,41 @@ pub fn spawn(home: &Path, server: &str, args: &[&str]) -> Running {
         stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
         stderr: BufReader::new(child.stderr.take().unwrap()).lines(),
         child,
+    }
+}
+
+/// The peer listener of the torrent commands: loopback, an ephemeral port.
+pub const LISTEN: &[&str] = &["--listen", "127.0.0.1:0"];
+
+/// `megatorrent find KEY` (30 s per torrent, listening on loopback).
+pub async fn find(home: &Path, server: &str, key: &str) -> Run {
+    let mut args = vec!["find", key, "--fetch-timeout", "30"];
+    args.extend_from_slice(LISTEN);
+    mt(home, server, &args).await
+}
+
+/// Stop a home's background seeder (SIGTERM to the PID in `seed.pid`) and wait for it.
+pub async fn stop_seeder(home: &Path) {
+    let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) else {
+        return;
+    };
+    let pid = pid.trim().to_owned();
+    let _ = std::process::Command::new("kill").arg(&pid).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops the background seeder of every home even when an assertion fails.
+pub struct Seeders(pub Vec<PathBuf>);
+
+impl Drop for Seeders {
+    fn drop(&mut self) {
+        for home in &self.0 {
+            if let Ok(pid) = std::fs::read_to_string(home.join("seed.pid")) {
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+        }
     }
 }

@@ -141,7 +141,7 @@ fn items_of(collections: &[Collection], title: &str) -> Vec<String> {
 
 /// The size of the manifest with `collections` once signed (sequence and timestamp as
 /// large as they get, so the estimate errs on the big side).
-fn signed_size(collections: &[Collection], key: &SigningKey) -> Result<usize, CliError> {
+pub(crate) fn signed_size(collections: &[Collection], key: &SigningKey) -> Result<usize, CliError> {
     let m = UnsignedManifest {
         sequence: crate::proto::MAX_SAFE_INTEGER,
         timestamp: crate::proto::MAX_SAFE_INTEGER,

@@ -23,6 +23,7 @@ fn item(hash: &InfoHash, tracker: &str) -> Item {
     Item {
         magnet: magnet_of_info_hash(hash.as_bytes(), tracker),
         hash: hash.to_hex(),
+        sealed: false,
     }
 }
 

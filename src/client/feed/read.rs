@@ -4,6 +4,10 @@
 //! A [`Reader`] keeps what it printed (by signature), so `find --watch` can call
 //! [`Reader::pass`] on each newer manifest and print only what is new, even when a message
 //! moves from the `messages` collection into an archive.
+//!
+//! A private channel's sealed items and files are opened with the read key this home has
+//! ([`crate::client::channel`]); without one, [`Reader::pass`] prints the plain items only
+//! and fails with [`FeedError::Private`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -18,6 +22,7 @@ use super::{
     MESSAGES_COLLECTION,
 };
 use crate::client::announce::{Announce, Event, TrackerClient};
+use crate::client::channel::seal::{self, ReadKey};
 use crate::client::cli::{self, Cli, CliError};
 use crate::client::display::{iso8601_utc, printable};
 use crate::client::identity::Home;
@@ -33,12 +38,15 @@ pub(super) struct Item {
     pub magnet: String,
     /// Its info-hash, lowercase hex.
     pub hash: String,
+    /// Listed as a sealed item of a private channel: its file is sealed too.
+    pub sealed: bool,
 }
 
 /// What a torrent holds, and so how large it may be and how it is checked.
 #[derive(Clone, Copy)]
 pub(super) enum Kind {
     Message,
+    Sealed,
     Archive,
     /// A proof-of-concept manifest ([`super::poc`]).
     PocManifest,
@@ -50,8 +58,17 @@ impl Kind {
     fn max_bytes(self) -> usize {
         match self {
             Kind::Message | Kind::PocMessage => Message::MAX_DOCUMENT_BYTES,
+            Kind::Sealed => seal::MAX_FILE_BYTES,
             Kind::Archive => Archive::MAX_BYTES,
             Kind::PocManifest => PocManifest::MAX_BYTES,
+        }
+    }
+
+    fn of(item: &Item, listed_as: Kind) -> Kind {
+        if item.sealed {
+            Kind::Sealed
+        } else {
+            listed_as
         }
     }
 }
@@ -81,6 +98,8 @@ pub(crate) struct Reader<'a> {
     printed: HashSet<String>,
     reported: HashSet<String>,
     engine: Option<(Engine, TrackerClient)>,
+    /// The read key, when the feed is a private channel this home can read.
+    read_key: Option<ReadKey>,
 }
 
 impl<'a> Reader<'a> {
@@ -90,7 +109,8 @@ impl<'a> Reader<'a> {
         home: &'a Home,
         args: &'a FindArgs,
         key: PublicKey,
-    ) -> Result<Self, FeedError> {
+    ) -> Result<Self, CliError> {
+        let read_key = crate::client::channel::store::read_key_for(home, &key)?;
         let dir = feed_dir(home, &key);
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(Self {
@@ -102,6 +122,7 @@ impl<'a> Reader<'a> {
             printed: HashSet::new(),
             reported: HashSet::new(),
             engine: None,
+            read_key,
         })
     }
 
@@ -134,11 +155,11 @@ impl<'a> Reader<'a> {
     ) -> Result<Pass, CliError> {
         let mut found: Vec<Message> = Vec::new();
         let (archived_failed, archives) = self.archives(manifest, &mut found).await?;
-        let items = self.items(manifest.items(MESSAGES_COLLECTION), "item");
+        let (items, locked) = self.message_items(manifest.items(MESSAGES_COLLECTION));
         let failed = archived_failed + self.fetch_missing(&items, Kind::Message).await?;
         for item in &items {
             match status(&self.dir, &item.hash) {
-                Some(Fetched::Ok) => match load_verified(&self.dir.join(&item.hash), &self.key) {
+                Some(Fetched::Ok) => match self.load_message(item) {
                     Ok(m) => found.push(m),
                     Err(reason) => {
                         record_rejection(&self.dir, &item.hash, &reason);
@@ -158,6 +179,13 @@ impl<'a> Reader<'a> {
                 printed += 1;
             }
         }
+        if locked > 0 {
+            return Err(FeedError::Private {
+                key: self.key,
+                items: locked,
+            }
+            .into());
+        }
         Ok(Pass {
             printed,
             failed,
@@ -172,15 +200,50 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The torrents of the `messages` collection, and how many sealed items this home has
+    /// no read key for. Sealed items are opened with the read key (one that does not open
+    /// is reported once as a rejected item).
+    fn message_items(&mut self, list: &[String]) -> (Vec<Item>, usize) {
+        let mut locked = 0;
+        let mut opened: Vec<(usize, String, bool)> = Vec::new();
+        for (index, entry) in list.iter().enumerate() {
+            if !seal::is_sealed_item(entry) {
+                opened.push((index, entry.clone(), false));
+                continue;
+            }
+            let Some(key) = &self.read_key else {
+                locked += 1;
+                continue;
+            };
+            match seal::open_item(key, &self.key, entry) {
+                Ok(magnet) => opened.push((index, magnet, true)),
+                Err(e) => {
+                    if self.reported.insert(format!("sealed:{entry}")) {
+                        cli::note(&format!("rejected item {index}: {e}"));
+                    }
+                }
+            }
+        }
+        (self.items_from(opened, "item"), locked)
+    }
+
     /// The valid magnets of `list`, once each (a bad one is reported once).
     fn items(&mut self, list: &[String], what: &str) -> Vec<Item> {
+        let list = list.iter().enumerate().map(|(i, m)| (i, m.clone(), false));
+        self.items_from(list.collect(), what)
+    }
+
+    /// The valid magnets of `(index, magnet, sealed)`, once each (a bad one is reported
+    /// once).
+    fn items_from(&mut self, list: Vec<(usize, String, bool)>, what: &str) -> Vec<Item> {
         let mut seen = HashSet::new();
         let mut items = Vec::new();
-        for (index, magnet) in list.iter().enumerate() {
-            match magnet_info_hash(magnet) {
+        for (index, magnet, sealed) in list {
+            match magnet_info_hash(&magnet) {
                 Ok(h) if seen.insert(h) => items.push(Item {
-                    magnet: magnet.clone(),
+                    magnet,
                     hash: hex::encode(h),
+                    sealed,
                 }),
                 Ok(_) => {}
                 Err(e) => {
@@ -262,6 +325,16 @@ impl<'a> Reader<'a> {
         Ok((failed, visited.len()))
     }
 
+    /// The verified message of a downloaded item (sealed ones opened first).
+    fn load_message(&self, item: &Item) -> Result<Message, String> {
+        let dir = self.dir.join(&item.hash);
+        match (&self.read_key, item.sealed) {
+            (Some(key), true) => super::private::load_sealed(&dir, &self.key, key),
+            (None, true) => Err("no read key for this channel".into()),
+            (_, false) => load_verified(&dir, &self.key),
+        }
+    }
+
     /// Print a rejection line on stderr, once per run.
     pub(super) fn report(&mut self, id: &str, what: &str, reason: &str) {
         if self.reported.insert(id.to_owned()) {
@@ -296,6 +369,7 @@ impl<'a> Reader<'a> {
         let dir = self.dir.as_path();
         let results: Vec<(&Item, Result<(), FeedError>)> = futures_util::stream::iter(missing)
             .map(|item| async move {
+                let kind = Kind::of(item, kind);
                 (
                     item,
                     fetch_one(engine, tracker, dir, item, kind, limit).await,
@@ -309,8 +383,8 @@ impl<'a> Reader<'a> {
             match result {
                 Ok(()) => {
                     let out = dir.join(&item.hash);
-                    let check = match kind {
-                        Kind::Message => load_verified(&out, &self.key).map(|_| ()),
+                    let check = match Kind::of(item, kind) {
+                        Kind::Message | Kind::Sealed => self.load_message(item).map(|_| ()),
                         Kind::Archive => load_archive(&out, &self.key).map(|_| ()),
                         Kind::PocManifest => load_poc_manifest(&out, &self.key).map(|_| ()),
                         Kind::PocMessage => load_poc_message(&out, &self.key).map(|_| ()),
