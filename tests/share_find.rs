@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::cli::{find, mt, start_seed, stop_seeder, Seeders, LISTEN};
+use common::cli::{find, mt, mt_cmd, output_within, start_seed, stop_seeder, Seeders, LISTEN};
 use ed25519_dalek::SigningKey;
 use megatorrent::client::identity::Home;
 use megatorrent::proto::{Archive, UnsignedMessage};
@@ -377,7 +377,9 @@ async fn a_feed_of_2000_messages_is_archived_and_found_completely() {
         write_batch(&file, range);
         let mut args = vec!["share", "--detach", "--batch", file.to_str().unwrap()];
         args.extend_from_slice(LISTEN);
-        let run = mt(a, &url, &args).await;
+        // A thousand messages signed and hashed by a debug build on a loaded 2-core CI
+        // machine: a generous guard against a hang (never a timing check).
+        let run = output_within(mt_cmd(a, &url, &args), 900).await;
         assert_eq!(lines(run.ok()).len(), 1000, "one magnet per message");
         assert!(run.stderr.contains("archive torrent"), "{run:?}");
     }
@@ -454,7 +456,7 @@ async fn a_feed_of_2000_messages_is_archived_and_found_completely() {
 
     let mut args = vec!["find", &key_a, "--fetch-timeout", "60"];
     args.extend_from_slice(LISTEN);
-    let run = mt(b, &url, &args).await;
+    let run = output_within(mt_cmd(b, &url, &args), 900).await;
     let out = lines(run.ok());
     let mut want = vec!["archived by hand".to_owned()];
     want.extend((1..=2000).map(|i| format!("message {i:04}")));

@@ -90,10 +90,16 @@ pub async fn mt(home: &Path, server: &str, args: &[&str]) -> Run {
 }
 
 /// Run a prepared `megatorrent` command to its end (120 s at most) and collect its output.
-pub async fn output(mut cmd: Command) -> Run {
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+pub async fn output(cmd: Command) -> Run {
+    output_within(cmd, 120).await
+}
+
+/// Run a prepared `megatorrent` command to its end (`secs` at most; a guard against a hang,
+/// not a performance check) and collect its output.
+pub async fn output_within(mut cmd: Command, secs: u64) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(secs), cmd.output())
         .await
-        .expect("megatorrent did not finish within 120 s")
+        .unwrap_or_else(|_| panic!("megatorrent did not finish within {secs} s"))
         .expect("run megatorrent");
     Run {
         code: out.status.code(),
