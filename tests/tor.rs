@@ -7,8 +7,12 @@
 //! 2. the CLI through embedded arti (`--tor --tor-config DIR/arti.toml`) to the same;
 //! 3. `megatorrentd` hosting itself as an onion service (`onion.enabled`), reached through
 //!    the SOCKS port and through arti, with a stable address across restarts;
-//! 4. leak proof: the SOCKS workflow again, from inside a network namespace that can reach
-//!    only the SOCKS port; its LOG/REJECT counters must stay at zero.
+//! 4. leak proof: the SOCKS workflow again (`find` of an onion seeder included), from
+//!    inside a network namespace that can reach only the SOCKS port; its LOG/REJECT
+//!    counters must stay at zero;
+//! 5. `share` and `find` through the SOCKS port, and again through embedded arti, the
+//!    seeder reachable only as its own onion service (ADD_ONION, then arti's own with
+//!    `--onion-service`; tests/tor/share_find.rs); the tracker sees only onion-name peers.
 //!
 //! `netns_harness_catches_leaks` shows the namespace harness does count leaks.
 //!
@@ -18,11 +22,16 @@
     feature = "server",
     feature = "sqlite",
     feature = "tor",
+    feature = "torrent",
     feature = "onion-server"
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "tor/share_find.rs"]
+mod share_find;
+
+use share_find::SeederOnion;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -58,17 +67,22 @@ fn megatorrent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_megatorrent"))
 }
 
-/// Run a prepared `megatorrent` command with `home` and `args` (120 s at most).
-async fn run(mut cmd: Command, home: &Path, args: &[&str]) -> Run {
-    cmd.args(args)
-        .env("MEGATORRENT_HOME", home)
+/// Give `cmd` the home `home` and none of the environment's server and network settings;
+/// no stdin, killed when dropped.
+fn isolate<'c>(cmd: &'c mut Command, home: &Path) -> &'c mut Command {
+    cmd.env("MEGATORRENT_HOME", home)
         .env_remove("MEGATORRENT_SERVER")
         .env_remove("MEGATORRENT_PROXY")
         .env_remove("MEGATORRENT_TOR")
         .env_remove("MEGATORRENT_TOR_CONFIG")
         .env_remove("MEGATORRENT_I2P_PROXY")
         .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+}
+
+/// Run a prepared `megatorrent` command with `home` and `args` (120 s at most).
+async fn run(mut cmd: Command, home: &Path, args: &[&str]) -> Run {
+    isolate(cmd.args(args), home);
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .expect("megatorrent did not finish within 120 s")
@@ -119,14 +133,42 @@ async fn tor_scenarios() {
     let url = format!("http://{onion}");
 
     let key = cli_through_socks(&net, &server, &url).await;
+    let socks = net.socks_url();
+    let socks_flags = ["--proxy", socks.as_str(), "--server", url.as_str()];
+    // Kept seeding for the leak proof's `find`.
+    let socks_seeder =
+        share_find::share_find(&net, &server, &socks_flags, SeederOnion::AddOnion, "C tor").await;
     cli_through_arti(&net, &server, &url, &key).await;
+    let arti = net.arti_toml();
+    let arti_flags = [
+        "--tor",
+        "--tor-config",
+        arti.to_str().unwrap(),
+        "--server",
+        url.as_str(),
+    ];
+    share_find::share_find(&net, &server, &arti_flags, SeederOnion::AddOnion, "arti")
+        .await
+        .stop()
+        .await;
+    share_find::share_find(
+        &net,
+        &server,
+        &arti_flags,
+        SeederOnion::Embedded,
+        "arti, embedded onion service",
+    )
+    .await
+    .stop()
+    .await;
     embedded_onion_server(&net).await;
     match netns::available() {
-        Ok(()) => leak_proof(&net, &server, &url).await,
+        Ok(()) => leak_proof(&net, &server, &url, &socks_seeder.key).await,
         Err(why) => {
             require(false, &why);
         }
     }
+    socks_seeder.stop().await;
     server.stop().await;
 }
 
@@ -204,26 +246,18 @@ async fn subscribe_across(
 ) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut cmd = megatorrent();
-    cmd.args(net_args)
-        .args([
-            "subscribe",
-            "--json",
-            "--count",
-            "2",
-            "--max-time",
-            "110",
-            key,
-        ])
-        .env("MEGATORRENT_HOME", home)
-        .env_remove("MEGATORRENT_SERVER")
-        .env_remove("MEGATORRENT_PROXY")
-        .env_remove("MEGATORRENT_TOR")
-        .env_remove("MEGATORRENT_TOR_CONFIG")
-        .env_remove("MEGATORRENT_I2P_PROXY")
-        .stdin(Stdio::null())
+    cmd.args(net_args).args([
+        "subscribe",
+        "--json",
+        "--count",
+        "2",
+        "--max-time",
+        "110",
+        key,
+    ]);
+    isolate(&mut cmd, home)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn megatorrent subscribe");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     async fn next_sequence(
@@ -461,8 +495,10 @@ async fn embedded_onion_server(net: &TorNet) {
     terminate(daemon).await;
 }
 
-/// The SOCKS workflow from inside a namespace that can reach only the SOCKS port.
-async fn leak_proof(net: &TorNet, server: &common::server::TestServer, url: &str) {
+/// The SOCKS workflow from inside a namespace that can reach only the SOCKS port, and a
+/// `find` of `feed` (two messages seeded behind an onion service): the torrent engine's
+/// peer connections go through the bridge and the SOCKS port too.
+async fn leak_proof(net: &TorNet, server: &common::server::TestServer, url: &str, feed: &str) {
     let (ns, listener) = Netns::create(1).await;
     let _fwd = netns::forward(listener, net.socks_port);
     let proxy = format!("socks5h://{}:{}", ns.host_ip, ns.allowed_port);
@@ -492,6 +528,13 @@ async fn leak_proof(net: &TorNet, server: &common::server::TestServer, url: &str
     assert!(looked.ok().contains(M1));
     let (m, _) = stored(server, &key).await;
     assert_eq!(m.sequence(), 1);
+    let found = run(
+        ns.command(bin),
+        home.path(),
+        &[&p[..], &["find", "--fetch-timeout", "100", feed]].concat(),
+    )
+    .await;
+    share_find::assert_found_both(found.ok());
     assert!(
         ns.accepted() > 0,
         "the workflow did go through the allowed port"

@@ -14,16 +14,15 @@ mod read;
 mod watch;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
-use super::announce::{AnnounceError, TrackerClient};
+use super::announce::AnnounceError;
 use super::cli::{self, Cli, CliError};
-use super::http::HttpClient;
 use super::identity::Home;
+use super::peer_net::PeerArgs;
 use super::seeder;
 use super::torrent::TorrentError;
 use crate::proto::{Message, MessageError, PublicKey, UnsignedMessage};
@@ -61,9 +60,9 @@ pub struct ShareArgs {
     /// Return once the manifest is published and a background `megatorrent seed` runs
     #[arg(long)]
     pub detach: bool,
-    /// Address the peer listener binds to
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// The peer listener and, behind Tor, its onion service.
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// `megatorrent find` arguments.
@@ -79,9 +78,9 @@ pub struct FindArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub fetch_timeout: u64,
-    /// Address the peer listener binds to
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// The peer listener and, behind Tor, its onion service.
+    #[command(flatten)]
+    pub peer: PeerArgs,
     /// After printing the feed, follow it (WebSocket subscription) and print new messages
     #[arg(long)]
     pub watch: bool,
@@ -136,6 +135,9 @@ pub enum FeedError {
         /// How many were listed.
         total: usize,
     },
+    /// The embedded Tor client could not host the peer listener's onion service.
+    #[error("cannot host the onion service: {0}")]
+    OnionService(String),
     /// The background seeder did not start.
     #[error("the background seeder did not start: {0}")]
     Seeder(String),
@@ -156,32 +158,10 @@ pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Er
     move |source| FeedError::Io { what, path, source }
 }
 
-/// The torrent engine dials peers by IP itself; until its traffic is bridged through the
-/// connector (issue 6), the torrent commands refuse to run behind `--proxy`/`--tor`, which
-/// would otherwise leak the user's address to peers.
-pub(crate) fn refuse_proxied(cli: &Cli) -> Result<(), FeedError> {
-    if cli.net.is_proxied() {
-        return Err(FeedError::Input(
-            "share, find and seed do not support --proxy/--tor yet: the torrent \
-             engine would reach peers directly"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 /// The tracker URL put into our torrents: the server's `/announce`.
 pub(crate) fn tracker_url(cli: &Cli) -> Result<String, CliError> {
     let base = super::http::BaseUrl::parse(&cli.server)?;
     Ok(format!("{base}/announce"))
-}
-
-/// Our tracker client (HTTP through the connector).
-pub(crate) async fn tracker_client(cli: &Cli, home: &Home) -> Result<TrackerClient, CliError> {
-    let (connector, base) = cli::connector_and_base(cli, home).await?;
-    let http =
-        HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
-    Ok(TrackerClient::new(http))
 }
 
 /// The directory of our own messages.
@@ -251,7 +231,9 @@ pub async fn share(
     args: &ShareArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    refuse_proxied(cli)?;
+    // Check the peer flags before anything is signed or published.
+    let net = args.peer.resolve(&cli.net)?;
+    net.require_onion_to_seed()?;
     let contents = read_contents(args)?;
     let id = home.load_identity()?;
     let dir = own_dir(home);
@@ -313,7 +295,7 @@ pub async fn share(
                 .filter(|s| s.file.is_file())
                 .map(|s| s.magnet.clone()),
         );
-        seeder::ensure_background(cli, home, &args.listen, &wanted).await?;
+        seeder::ensure_background(cli, home, &args.peer, &wanted).await?;
         cli::note(&format!(
             "published sequence {seq}; a background seeder is running"
         ));
@@ -322,7 +304,7 @@ pub async fn share(
     cli::note(&format!(
         "published sequence {seq}; seeding until interrupted (Ctrl-C)"
     ));
-    seeder::run(cli, home, args.listen, true, &mut std::io::sink()).await
+    seeder::run(cli, home, &args.peer, true, &mut std::io::sink()).await
 }
 
 /// `megatorrent find`: fetch, verify and print a feed, oldest first; with `--watch`, then
@@ -333,14 +315,14 @@ pub async fn find(
     args: &FindArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    refuse_proxied(cli)?;
+    let net = args.peer.resolve(&cli.net)?;
     let key = super::contacts::resolve_key(home, &args.pubkey)?;
     let manifest = cli::signaling(cli, home)
         .await?
         .get_manifest(&key)
         .await?
         .ok_or(FeedError::NoSuchFeed(key))?;
-    let mut reader = read::Reader::new(cli, home, args, key)?;
+    let mut reader = read::Reader::new(cli, home, args, key, net)?;
     let result = find_with(cli, home, args, &mut reader, manifest, out).await;
     reader.finish().await;
     result

@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,8 @@ use super::announce::{Announce, Event, TrackerClient};
 use super::cli::{self, Cli, CliError};
 use super::feed::{self, io_err, FeedError};
 use super::identity::Home;
-use super::torrent::{strip_udp_trackers, Engine, EngineConfig, TorrentError};
+use super::peer_net::{PeerArgs, PeerNet};
+use super::torrent::{strip_udp_trackers, Engine, TorrentError};
 use crate::proto::Archive;
 
 /// How often the seeder looks for new message files.
@@ -33,9 +33,9 @@ pub const MAX_REANNOUNCE: Duration = Duration::from_secs(1800);
 /// `megatorrent seed` arguments.
 #[derive(Debug, Args)]
 pub struct SeedArgs {
-    /// Address the peer listener binds to
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// The peer listener and, behind Tor, its onion service.
+    #[command(flatten)]
+    pub peer: PeerArgs,
     /// Seed only this identity's own messages, not the feeds fetched with `find`
     #[arg(long)]
     pub own_only: bool,
@@ -90,7 +90,7 @@ fn is_seeding(home: &Home, hashes: &[String]) -> bool {
 pub async fn ensure_background(
     cli: &Cli,
     home: &Home,
-    listen: &SocketAddr,
+    peer: &PeerArgs,
     magnets: &[String],
 ) -> Result<(), CliError> {
     let hashes = magnets
@@ -114,9 +114,9 @@ pub async fn ensure_background(
             .arg(&cli.server)
             .arg("--timeout")
             .arg(cli.timeout.to_string())
+            .args(cli.net.to_args())
             .arg("seed")
-            .arg("--listen")
-            .arg(listen.to_string())
+            .args(peer.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -155,18 +155,16 @@ struct Seeding {
 pub async fn run(
     cli: &Cli,
     home: &Home,
-    listen: SocketAddr,
+    peer: &PeerArgs,
     include_feeds: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    feed::refuse_proxied(cli)?;
+    let mut net = peer.resolve(&cli.net)?;
+    net.require_onion_to_seed()?;
     home.ensure_dir()?;
     let pid = pid_path(home);
     std::fs::write(&pid, std::process::id().to_string()).map_err(io_err("write", &pid))?;
-    let engine = Engine::start(&EngineConfig::new(listen), home.dir().to_owned())
-        .await
-        .map_err(FeedError::from)?;
-    let tracker = feed::tracker_client(cli, home).await?;
+    let (engine, tracker) = net.start(cli, home, home.dir().to_owned()).await?;
     let tracker_url = feed::tracker_url(cli)?;
     let mut seeding: HashMap<PathBuf, Seeding> = HashMap::new();
     let mut bad: HashSet<PathBuf> = HashSet::new();
@@ -196,15 +194,19 @@ pub async fn run(
                 }
             }
         }
-        announce_due(&engine, &tracker, &mut seeding).await;
+        announce_due(&engine, &tracker, &net, &mut seeding).await;
         write_state(home, &seeding);
         if first {
             first = false;
-            let line = format!(
-                "seeding {} torrents on port {}\n",
+            let mut line = format!(
+                "seeding {} torrents on port {}",
                 seeding.len(),
                 engine.port()
             );
+            if let Some(onion) = &net.onion {
+                line.push_str(&format!(" as {onion}:{}", net.announce_port(engine.port())));
+            }
+            line.push('\n');
             if let Err(e) = cli::emit(out, line.as_bytes()) {
                 break Err(e);
             }
@@ -214,9 +216,11 @@ pub async fn run(
             () = tokio::time::sleep(RESCAN) => {}
         }
     };
+    // Through Tor a request takes a few round trips more.
+    let stop_limit = Duration::from_secs(if net.proxied { 10 } else { 2 });
     for s in seeding.values() {
-        let a = announce(&engine, &s.info_hash, Event::Stopped);
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.announce(&a)).await;
+        let a = announce(&engine, &net, &s.info_hash, Event::Stopped);
+        let _ = tokio::time::timeout(stop_limit, tracker.announce(&a)).await;
     }
     engine.stop().await;
     let _ = std::fs::remove_file(&pid);
@@ -224,25 +228,34 @@ pub async fn run(
     result
 }
 
-fn announce<'a>(engine: &'a Engine, info_hash: &'a [u8; 20], event: Event) -> Announce<'a> {
+/// A seeder's announce: in proxied mode `ip=<our onion>` and its port, never an address.
+fn announce<'a>(
+    engine: &'a Engine,
+    net: &'a PeerNet,
+    info_hash: &'a [u8; 20],
+    event: Event,
+) -> Announce<'a> {
     Announce {
         info_hash,
         peer_id: engine.peer_id(),
-        port: engine.port(),
+        port: net.announce_port(engine.port()),
         left: 0,
         event,
+        ip: net.onion.as_deref(),
+        compact: !net.proxied,
     }
 }
 
 async fn announce_due(
     engine: &Engine,
     tracker: &TrackerClient,
+    net: &PeerNet,
     seeding: &mut HashMap<PathBuf, Seeding>,
 ) {
     let now = Instant::now();
     for s in seeding.values_mut().filter(|s| s.next_announce <= now) {
         match tracker
-            .announce(&announce(engine, &s.info_hash, Event::Started))
+            .announce(&announce(engine, net, &s.info_hash, Event::Started))
             .await
         {
             Ok(reply) => {
