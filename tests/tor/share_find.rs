@@ -58,18 +58,18 @@ pub(super) async fn share_find(
         Some(name) => vec!["--onion-address", name, "--onion-port", "80"],
         None => vec!["--onion-service", "--onion-port", "80"],
     };
+    let seed_args = [net_flags, &["seed"][..], &peer_flags[..]].concat();
 
-    // A's seeder first: its first line names the listener's port and onion.
-    let (seeder, port, announced) =
-        spawn_seeder(a.path(), &[net_flags, &["seed"][..], &peer_flags[..]]).await;
+    // With ADD_ONION, A's seeder runs first (its line names the listener's port), then the
+    // relay a HiddenServicePort would be (detached; it ends with the test). Otherwise
+    // `share --detach` starts A's background seeder, which hosts its onion itself.
+    let mut foreground = None;
     if let Some(name) = &added {
+        let (child, port, announced) = spawn_seeder(a.path(), &seed_args).await;
         assert_eq!(&announced, name);
-        // The relay a HiddenServicePort would be (detached; it ends with the test).
         drop(netns::forward(front, port));
+        foreground = Some(child);
     }
-    let seeder_onion = announced;
-    assert!(seeder_onion.ends_with(".onion"), "{seeder_onion}");
-
     let mut magnets = Vec::new();
     for text in [FIRST, SECOND] {
         let args = [
@@ -81,6 +81,11 @@ pub(super) async fn share_find(
         .concat();
         let shared = run(megatorrent(), a.path(), &args).await;
         magnets.push(shared.ok().to_owned());
+    }
+    // The tracker names the seeder's onion (and nothing else).
+    let seeder_onion = tracker_peer(server, &magnets[0]).await;
+    if let Some(name) = &added {
+        assert_eq!(&seeder_onion, name);
     }
     // Reachable through C tor's SOCKS port (whatever the mode under test).
     let took = wait_onion_tcp(&socks, &seeder_onion).await;
@@ -98,12 +103,25 @@ pub(super) async fn share_find(
         started.elapsed().as_secs_f32()
     );
     assert_found_both(found.ok());
-
     for magnet in &magnets {
-        tracker_sees_only(server, magnet, &seeder_onion).await;
+        assert_eq!(tracker_peer(server, magnet).await, seeder_onion);
     }
+
+    let child = match foreground {
+        Some(child) => child,
+        None => {
+            // The onion key stays in A's home: a new seeder has the same address.
+            stop_background_seeder(a.path()).await;
+            let (child, _, again) = spawn_seeder(a.path(), &seed_args).await;
+            assert_eq!(
+                again, seeder_onion,
+                "the onion address changed across restarts"
+            );
+            child
+        }
+    };
     Seeder {
-        child: seeder,
+        child,
         key,
         _home: a,
     }
@@ -126,6 +144,34 @@ impl Seeder {
     }
 }
 
+/// SIGTERM the background seeder named in `home/seed.pid` and wait until it is gone.
+async fn stop_background_seeder(home: &Path) {
+    let pid = std::fs::read_to_string(home.join("seed.pid")).unwrap();
+    let pid = pid.trim();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stat = format!("/proc/{pid}/stat");
+    let gone = || {
+        std::fs::read_to_string(&stat).map_or(true, |s| {
+            // `pid (comm) state …`: a zombie has exited too.
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("Z")
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !gone() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the background seeder did not exit within 30 s");
+}
+
 /// `find`'s output: the two messages, oldest first.
 pub(super) fn assert_found_both(out: &str) {
     let lines: Vec<&str> = out.lines().collect();
@@ -136,9 +182,9 @@ pub(super) fn assert_found_both(out: &str) {
 
 /// Start `megatorrent ARGS` (a foreground `seed`) in `home`; returns it, the port of its
 /// peer listener and its onion, from its `seeding N torrents on port P as ONION:80` line.
-async fn spawn_seeder(home: &Path, args: &[&[&str]]) -> (tokio::process::Child, u16, String) {
+async fn spawn_seeder(home: &Path, args: &[&str]) -> (tokio::process::Child, u16, String) {
     let mut cmd = megatorrent();
-    let mut child = isolate(cmd.args(args.concat()), home)
+    let mut child = isolate(cmd.args(args), home)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -182,8 +228,9 @@ async fn wait_onion_tcp(socks: &str, onion: &str) -> Duration {
 }
 
 /// Announce to the server directly (`compact=0`, as a probe with an onion name of its own,
-/// then `stopped`): the only other peer must be `seeder:80`, and no IP peer may exist.
-async fn tracker_sees_only(server: &TestServer, magnet: &str, seeder: &str) {
+/// then `stopped`): there must be exactly one other peer, a seeder named `<onion>:80`, and
+/// no IP peer; returns the onion.
+async fn tracker_peer(server: &TestServer, magnet: &str) -> String {
     let ih = magnet_info_hash(magnet).unwrap();
     let probe = OnionName::from_public_key(&[7; 32]).to_string();
     let enc = |b: &[u8]| b.iter().map(|b| format!("%{b:02X}")).collect::<String>();
@@ -205,8 +252,12 @@ async fn tracker_sees_only(server: &TestServer, magnet: &str, seeder: &str) {
         "IP peers in the swarm: {:?}",
         reply.peers
     );
-    let named: Vec<String> = reply.named.iter().map(ToString::to_string).collect();
-    assert_eq!(named, vec![format!("{seeder}:80")]);
+    assert_eq!(reply.named.len(), 1, "{:?}", reply.named);
+    let seeder = &reply.named[0];
+    assert!(
+        seeder.host().ends_with(".onion") && seeder.port() == 80,
+        "{seeder:?}"
+    );
     let v = Value::parse(&resp.body).unwrap();
     let count = |k: &[u8]| v.get(k).and_then(Value::as_int).unwrap();
     assert_eq!(
@@ -218,4 +269,5 @@ async fn tracker_sees_only(server: &TestServer, magnet: &str, seeder: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
+    seeder.host().to_owned()
 }
