@@ -4,6 +4,7 @@
 //! streams that ask for one virtual port.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use arti_client::{DataStream, TorClient};
@@ -65,6 +66,10 @@ pub fn launch(
     })
 }
 
+/// Serves one accepted stream, given its circuit's number.
+type Handler =
+    Arc<dyn Fn(DataStream, u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// Accept rendezvous requests until `shutdown` (or the stream ends). Each is one circuit,
 /// numbered from 1 in this process; every stream on it that asks for `port` is accepted and
 /// handed to `serve` with its circuit's number, any other is refused with `DONE` (what other
@@ -75,9 +80,10 @@ pub async fn accept_streams<F, Fut>(
     shutdown: CancellationToken,
     serve: F,
 ) where
-    F: Fn(DataStream, u64) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(DataStream, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let handler: Handler = Arc::new(move |stream, circuit| Box::pin(serve(stream, circuit)));
     let mut requests = std::pin::pin!(requests);
     let mut circuit = 0u64;
     while let Some(rend) = next_unless_shutdown(&mut requests, &shutdown).await {
@@ -87,22 +93,19 @@ pub async fn accept_streams<F, Fut>(
             circuit,
             port,
             shutdown.clone(),
-            serve.clone(),
+            handler.clone(),
         ));
     }
 }
 
 /// Accept one rendezvous request and serve every stream opened on its circuit.
-async fn serve_circuit<F, Fut>(
+async fn serve_circuit(
     rend: RendRequest,
     circuit: u64,
     port: u16,
     shutdown: CancellationToken,
-    serve: F,
-) where
-    F: Fn(DataStream, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    handler: Handler,
+) {
     let streams = match rend.accept().await {
         Ok(s) => s,
         Err(e) => {
@@ -112,10 +115,10 @@ async fn serve_circuit<F, Fut>(
     };
     let mut streams = std::pin::pin!(streams);
     while let Some(req) = next_unless_shutdown(&mut streams, &shutdown).await {
-        let serve = serve.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             if let Some(stream) = accept_stream(req, port).await {
-                serve(stream, circuit).await;
+                handler(stream, circuit).await;
             }
         });
     }
