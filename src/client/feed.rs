@@ -234,6 +234,9 @@ pub async fn share(
     // Check the peer flags before anything is signed or published.
     let net = args.peer.resolve(&cli.net)?;
     net.require_onion_to_seed()?;
+    if args.detach {
+        seeder::check_running_mode(cli, home)?;
+    }
     let contents = read_contents(args)?;
     let id = home.load_identity()?;
     let dir = own_dir(home);

@@ -65,6 +65,44 @@ fn state_path(home: &Home) -> PathBuf {
     home.dir().join("seed.state")
 }
 
+fn mode_path(home: &Home) -> PathBuf {
+    home.dir().join("seed.mode")
+}
+
+/// What `seed.mode` holds: how the running seeder reaches the tracker and peers.
+fn mode_name(proxied: bool) -> &'static str {
+    if proxied {
+        "proxied"
+    } else {
+        "direct"
+    }
+}
+
+/// A running seeder (whose `seed.mode` is `running`; none means an older, direct one) may
+/// take new torrents only in the same mode: a direct seeder would announce a message shared
+/// behind Tor from our address.
+fn check_mode(running: Option<&str>, proxied: bool) -> Result<(), FeedError> {
+    let have = running.map_or("direct", str::trim);
+    let want = mode_name(proxied);
+    if have == want {
+        return Ok(());
+    }
+    Err(FeedError::Input(format!(
+        "a background seeder already runs for this home in {have} mode (its PID is in \
+         seed.pid); stop it before sharing in {want} mode"
+    )))
+}
+
+/// If a background seeder runs for `home`, it must be in this command's mode (see
+/// [`check_mode`]); `share --detach` checks before it publishes anything.
+pub(crate) fn check_running_mode(cli: &Cli, home: &Home) -> Result<(), FeedError> {
+    if !running_seeder(home) {
+        return Ok(());
+    }
+    let mode = std::fs::read_to_string(mode_path(home)).ok();
+    check_mode(mode.as_deref(), cli.net.is_proxied())
+}
+
 /// Is the seeder named in `seed.pid` alive? (Linux: looks in /proc.)
 fn running_seeder(home: &Home) -> bool {
     let Ok(pid) = std::fs::read_to_string(pid_path(home)) else {
@@ -99,7 +137,9 @@ pub async fn ensure_background(
         .collect::<Result<Vec<_>, _>>()
         .map_err(FeedError::from)?;
     let mut child = None;
-    if !running_seeder(home) {
+    if running_seeder(home) {
+        check_running_mode(cli, home)?;
+    } else {
         let exe = std::env::current_exe().map_err(|e| FeedError::Seeder(e.to_string()))?;
         let log_path = home.dir().join("seed.log");
         let log = std::fs::OpenOptions::new()
@@ -164,6 +204,8 @@ pub async fn run(
     home.ensure_dir()?;
     let pid = pid_path(home);
     std::fs::write(&pid, std::process::id().to_string()).map_err(io_err("write", &pid))?;
+    let mode = mode_path(home);
+    std::fs::write(&mode, mode_name(net.proxied)).map_err(io_err("write", &mode))?;
     let (engine, tracker) = net.start(cli, home, home.dir().to_owned()).await?;
     let tracker_url = feed::tracker_url(cli)?;
     let mut seeding: HashMap<PathBuf, Seeding> = HashMap::new();
@@ -224,6 +266,7 @@ pub async fn run(
     }
     engine.stop().await;
     let _ = std::fs::remove_file(&pid);
+    let _ = std::fs::remove_file(&mode);
     let _ = std::fs::remove_file(state_path(home));
     result
 }
@@ -335,4 +378,24 @@ pub(crate) async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_seeder_takes_torrents_only_in_its_own_mode() {
+        check_mode(Some("direct"), false).unwrap();
+        check_mode(None, false).unwrap();
+        check_mode(Some("proxied\n"), true).unwrap();
+        for (running, proxied) in [
+            (None, true),
+            (Some("direct"), true),
+            (Some("proxied"), false),
+        ] {
+            let err = check_mode(running, proxied).unwrap_err();
+            assert!(err.to_string().contains("stop it"), "{err}");
+        }
+    }
 }
