@@ -143,10 +143,14 @@ async fn tor_scenarios() {
         share_find::share_find(&net, &server, &socks_flags, SeederOnion::AddOnion, "C tor").await;
     cli_through_arti(&net, &server, &url, &key).await;
     let arti = net.arti_toml();
+    // A fresh arti client's first onion connection has been seen to need more than the
+    // default 30 s on this small network (descriptor fetch near a consensus change).
     let arti_flags = [
         "--tor",
         "--tor-config",
         arti.to_str().unwrap(),
+        "--timeout",
+        "90",
         "--server",
         url.as_str(),
     ];
