@@ -87,6 +87,8 @@ impl Seeder {
                 port: self.engine.port(),
                 left: 0,
                 event,
+                ip: None,
+                compact: true,
             })
             .await
             .unwrap();

@@ -71,3 +71,75 @@ async fn closed_proxy_fails_every_command_without_direct_connections() {
     let pending = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(pending.is_err(), "a direct connection was made");
 }
+
+/// `share`, `find` and `seed` check their peer-network flags against the network mode
+/// before anything is signed, written, bootstrapped or dialled: one-line errors, exit 1.
+#[cfg(all(feature = "torrent", feature = "tor"))]
+#[tokio::test]
+async fn torrent_commands_check_peer_flags_before_any_network_use() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let home = tempfile::tempdir().unwrap();
+    let onion = megatorrent::proto::tracker::OnionName::from_public_key(&[7; 32]).to_string();
+    let key = "ab".repeat(32);
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["share", "--onion-address", &onion, "hi"],
+            "need --proxy or --tor",
+        ),
+        (
+            &["share", "--onion-service", "hi"],
+            "--onion-service needs --tor",
+        ),
+        (&["--tor", "share", "hi"], "seeding needs an onion service"),
+        (&["--tor", "seed"], "seeding needs an onion service"),
+        (
+            &["--tor", "seed", "--onion-port", "80"],
+            "--onion-port needs",
+        ),
+        (
+            &["--tor", "share", "--onion-address", "nope.onion", "hi"],
+            "not a v3 onion address",
+        ),
+        (
+            &["--tor", "find", "--listen", "0.0.0.0:0", &key],
+            "must bind a loopback address",
+        ),
+        (
+            &[
+                "--tor",
+                "share",
+                "--onion-hostname-file",
+                "/nonexistent/hostname",
+                "hi",
+            ],
+            "cannot read /nonexistent/hostname",
+        ),
+    ];
+    for (args, wanted) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
+            .args(["--server", &server])
+            .args(args)
+            .env("MEGATORRENT_HOME", home.path())
+            .env_remove("MEGATORRENT_SERVER")
+            .env_remove("MEGATORRENT_PROXY")
+            .env_remove("MEGATORRENT_TOR")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .expect("megatorrent hung")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(wanted), "{args:?}: {stderr}");
+    }
+    // Nothing was written or bootstrapped, and nothing connected.
+    assert!(!home.path().join("messages").exists());
+    assert!(!home.path().join("arti").exists());
+    let pending = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(pending.is_err(), "a connection was made");
+}

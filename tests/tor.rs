@@ -7,10 +7,15 @@
 //! 2. the CLI through embedded arti (`--tor --tor-config DIR/arti.toml`) to the same;
 //! 3. `megatorrentd` hosting itself as an onion service (`onion.enabled`), reached through
 //!    the SOCKS port and through arti, with a stable address across restarts;
-//! 4. leak proof: the SOCKS workflow again, from inside a network namespace that can reach
-//!    only the SOCKS port; its LOG/REJECT counters must stay at zero.
+//! 4. leak proof: the SOCKS workflow again (`find` of an onion seeder included), from
+//!    inside a network namespace that can reach only the SOCKS port; its LOG/REJECT
+//!    counters must stay at zero;
+//! 5. `share` and `find` through the SOCKS port, and again through embedded arti, the
+//!    seeder reachable only as its own onion service (ADD_ONION, then arti's own with
+//!    `--onion-service`; tests/tor/share_find.rs); the tracker sees only onion-name peers.
 //!
-//! `netns_harness_catches_leaks` shows the namespace harness does count leaks.
+//! `netns_harness_catches_leaks` (tests/tor/leak.rs) shows the namespace harness does count
+//! leaks.
 //!
 //! Under `CI=true` a missing `tor`, root or iptables is a failure, never a skip.
 #![cfg(all(
@@ -18,18 +23,25 @@
     feature = "server",
     feature = "sqlite",
     feature = "tor",
+    feature = "torrent",
     feature = "onion-server"
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "tor/leak.rs"]
+mod leak;
+#[path = "tor/share_find.rs"]
+mod share_find;
+
+use share_find::SeederOnion;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::cli::Run;
-use common::netns::{self, Netns};
+use common::netns;
 use common::tor::{require, tor_installed, wait_http_through, TorNet};
 use megatorrent::client::http::{BaseUrl, HttpClient};
 use megatorrent::net::{ArtiOptions, Connector, ProxyUrl, TargetAddr};
@@ -45,17 +57,22 @@ fn megatorrent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_megatorrent"))
 }
 
-/// Run a prepared `megatorrent` command with `home` and `args` (120 s at most).
-async fn run(mut cmd: Command, home: &Path, args: &[&str]) -> Run {
-    cmd.args(args)
-        .env("MEGATORRENT_HOME", home)
+/// Give `cmd` the home `home` and none of the environment's server and network settings;
+/// no stdin, killed when dropped.
+fn isolate<'c>(cmd: &'c mut Command, home: &Path) -> &'c mut Command {
+    cmd.env("MEGATORRENT_HOME", home)
         .env_remove("MEGATORRENT_SERVER")
         .env_remove("MEGATORRENT_PROXY")
         .env_remove("MEGATORRENT_TOR")
         .env_remove("MEGATORRENT_TOR_CONFIG")
         .env_remove("MEGATORRENT_I2P_PROXY")
         .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+}
+
+/// Run a prepared `megatorrent` command with `home` and `args` (120 s at most).
+async fn run(mut cmd: Command, home: &Path, args: &[&str]) -> Run {
+    isolate(cmd.args(args), home);
     common::cli::output(cmd).await
 }
 
@@ -98,14 +115,46 @@ async fn tor_scenarios() {
     let url = format!("http://{onion}");
 
     let key = cli_through_socks(&net, &server, &url).await;
+    let socks = net.socks_url();
+    let socks_flags = ["--proxy", socks.as_str(), "--server", url.as_str()];
+    // Kept seeding for the leak proof's `find`.
+    let socks_seeder =
+        share_find::share_find(&net, &server, &socks_flags, SeederOnion::AddOnion, "C tor").await;
     cli_through_arti(&net, &server, &url, &key).await;
+    let arti = net.arti_toml();
+    // A fresh arti client's first onion connection has been seen to need more than the
+    // default 30 s on this small network (descriptor fetch near a consensus change).
+    let arti_flags = [
+        "--tor",
+        "--tor-config",
+        arti.to_str().unwrap(),
+        "--timeout",
+        "90",
+        "--server",
+        url.as_str(),
+    ];
+    share_find::share_find(&net, &server, &arti_flags, SeederOnion::AddOnion, "arti")
+        .await
+        .stop()
+        .await;
+    share_find::share_find(
+        &net,
+        &server,
+        &arti_flags,
+        SeederOnion::Embedded,
+        "arti, embedded onion service",
+    )
+    .await
+    .stop()
+    .await;
     embedded_onion_server(&net).await;
     match netns::available() {
-        Ok(()) => leak_proof(&net, &server, &url).await,
+        Ok(()) => leak::leak_proof(&net, &server, &url, &socks_seeder.key).await,
         Err(why) => {
             require(false, &why);
         }
     }
+    socks_seeder.stop().await;
     server.stop().await;
 }
 
@@ -183,26 +232,18 @@ async fn subscribe_across(
 ) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut cmd = megatorrent();
-    cmd.args(net_args)
-        .args([
-            "subscribe",
-            "--json",
-            "--count",
-            "2",
-            "--max-time",
-            "110",
-            key,
-        ])
-        .env("MEGATORRENT_HOME", home)
-        .env_remove("MEGATORRENT_SERVER")
-        .env_remove("MEGATORRENT_PROXY")
-        .env_remove("MEGATORRENT_TOR")
-        .env_remove("MEGATORRENT_TOR_CONFIG")
-        .env_remove("MEGATORRENT_I2P_PROXY")
-        .stdin(Stdio::null())
+    cmd.args(net_args).args([
+        "subscribe",
+        "--json",
+        "--count",
+        "2",
+        "--max-time",
+        "110",
+        key,
+    ]);
+    isolate(&mut cmd, home)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn megatorrent subscribe");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     async fn next_sequence(
@@ -438,113 +479,4 @@ async fn embedded_onion_server(net: &TorNet) {
     let (daemon, again) = spawn_onion_daemon(dir.path(), &net.arti_toml()).await;
     assert_eq!(again, onion);
     terminate(daemon).await;
-}
-
-/// The SOCKS workflow from inside a namespace that can reach only the SOCKS port.
-async fn leak_proof(net: &TorNet, server: &common::server::TestServer, url: &str) {
-    let (ns, listener) = Netns::create(1).await;
-    let _fwd = netns::forward(listener, net.socks_port);
-    let proxy = format!("socks5h://{}:{}", ns.host_ip, ns.allowed_port);
-    let home = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_megatorrent");
-    let p = ["--proxy", proxy.as_str(), "--server", url];
-    let key = run(
-        ns.command(bin),
-        home.path(),
-        &[&p[..], &["keygen"]].concat(),
-    )
-    .await;
-    let key = key.ok().to_owned();
-    let published = run(
-        ns.command(bin),
-        home.path(),
-        &[&p[..], &["publish", "--title", "ns", M1]].concat(),
-    )
-    .await;
-    assert_eq!(published.ok(), "1");
-    let looked = run(
-        ns.command(bin),
-        home.path(),
-        &[&p[..], &["lookup", &key]].concat(),
-    )
-    .await;
-    assert!(looked.ok().contains(M1));
-    let (m, _) = stored(server, &key).await;
-    assert_eq!(m.sequence(), 1);
-    assert!(
-        ns.accepted() > 0,
-        "the workflow did go through the allowed port"
-    );
-    assert_eq!(
-        ns.leak_counters(),
-        (0, 0),
-        "packets left the namespace other than to the SOCKS port"
-    );
-}
-
-/// Negative control: direct connections and DNS queries from the namespace are counted, so
-/// a zero in `leak_proof` means something.
-#[tokio::test]
-async fn netns_harness_catches_leaks() {
-    if let Err(why) = netns::available() {
-        require(false, &why);
-        return;
-    }
-    let (ns, listener) = Netns::create(2).await;
-    let _accept = tokio::spawn(async move { while listener.accept().await.is_ok() {} });
-    assert_eq!(ns.leak_counters(), (0, 0));
-
-    // A plain TCP connection to an off-link address (through the default route).
-    let tcp = ns
-        .command("bash")
-        .args(["-c", "exec 3<>/dev/tcp/192.0.2.1/80"])
-        .output()
-        .await
-        .unwrap();
-    assert!(!tcp.status.success());
-    let (log1, rej1) = ns.leak_counters();
-    assert!(log1 >= 1 && rej1 >= 1, "{:?}", (log1, rej1));
-
-    // A DNS query (the namespace's resolver is 192.0.2.53).
-    let dns = ns
-        .command("getent")
-        .args(["ahosts", "leak-check.example"])
-        .output()
-        .await
-        .unwrap();
-    assert!(!dns.status.success());
-    let (log2, _) = ns.leak_counters();
-    assert!(log2 > log1, "the DNS query was not counted");
-
-    // Our own client in direct mode, to a name (DNS) and to the host end's other port.
-    let home = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_megatorrent");
-    let key = "a".repeat(64);
-    let r = run(
-        ns.command(bin),
-        home.path(),
-        &["--server", "http://leak-check.example", "lookup", &key],
-    )
-    .await;
-    assert_eq!(r.code, Some(1), "{r:?}");
-    let (log3, _) = ns.leak_counters();
-    assert!(log3 > log2, "the client's DNS lookup was not counted");
-    let other = format!(
-        "http://{}:{}",
-        ns.host_ip,
-        ns.allowed_port.wrapping_add(1).max(1)
-    );
-    let r = run(
-        ns.command(bin),
-        home.path(),
-        &["--server", &other, "lookup", &key],
-    )
-    .await;
-    assert_eq!(r.code, Some(1), "{r:?}");
-    let (log4, rej4) = ns.leak_counters();
-    assert!(
-        log4 > log3,
-        "the client's direct connection was not counted"
-    );
-    assert_eq!(log4, rej4);
 }

@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use hyper::Method;
 
 use super::http::{HttpClient, HttpError};
+use crate::net::TargetAddr;
 use crate::proto::bencode::Value;
+use crate::proto::tracker::PeerHost;
 
 /// How many peers we ask for per announce.
 pub const NUMWANT: u32 = 50;
@@ -60,6 +62,12 @@ pub struct Announce<'a> {
     pub left: u64,
     /// The event.
     pub event: Event,
+    /// Our host name for the tracker to hand out (`ip=`, our `.onion`), or `None` for the
+    /// connection's address.
+    pub ip: Option<&'a str>,
+    /// Ask for the compact reply (IP peers only). `false` asks for the dictionary list,
+    /// the only form that carries `.onion`/`.i2p` peers (`compact=0`).
+    pub compact: bool,
 }
 
 /// A tracker's reply.
@@ -67,8 +75,10 @@ pub struct Announce<'a> {
 pub struct AnnounceReply {
     /// Seconds until the next announce.
     pub interval: u64,
-    /// The IP peers (host-name peers are not usable by the engine and are skipped).
+    /// The IP peers.
     pub peers: Vec<SocketAddr>,
+    /// The `.onion` and `.i2p` peers (dictionary replies only), validated strictly.
+    pub named: Vec<TargetAddr>,
 }
 
 /// An HTTP tracker client for one tracker (the server's `/announce`).
@@ -108,9 +118,15 @@ pub fn announce_path(a: &Announce<'_>) -> String {
     percent(&mut p, a.peer_id);
     let _ = write!(
         p,
-        "&port={}&uploaded=0&downloaded=0&left={}&compact=1&numwant={NUMWANT}",
-        a.port, a.left
+        "&port={}&uploaded=0&downloaded=0&left={}&compact={}&numwant={NUMWANT}",
+        a.port,
+        a.left,
+        u8::from(a.compact)
     );
+    if let Some(ip) = a.ip {
+        p.push_str("&ip=");
+        percent(&mut p, ip.as_bytes());
+    }
     let event = match a.event {
         Event::Started => "&event=started",
         Event::Completed => "&event=completed",
@@ -144,6 +160,7 @@ pub fn parse_reply(body: &[u8]) -> Result<AnnounceReply, AnnounceError> {
         .and_then(|i| u64::try_from(i).ok())
         .unwrap_or(1800);
     let mut peers = Vec::new();
+    let mut named = Vec::new();
     match v.get(b"peers") {
         Some(Value::Bytes(b)) => {
             if b.len() % 6 != 0 {
@@ -158,17 +175,26 @@ pub fn parse_reply(body: &[u8]) -> Result<AnnounceReply, AnnounceError> {
         }
         Some(Value::List(list)) => {
             for p in list {
-                let ip = p
+                let host = p
                     .get(b"ip")
                     .and_then(Value::as_bytes)
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(|s| s.parse::<IpAddr>().ok());
+                    .and_then(|b| std::str::from_utf8(b).ok());
                 let port = p
                     .get(b"port")
                     .and_then(Value::as_int)
-                    .and_then(|n| u16::try_from(n).ok());
-                if let (Some(ip), Some(port)) = (ip, port) {
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|p| *p != 0);
+                let (Some(host), Some(port)) = (host, port) else {
+                    continue;
+                };
+                if let Ok(ip) = host.parse::<IpAddr>() {
                     peers.push(SocketAddr::new(ip, port));
+                } else if PeerHost::parse(host.as_bytes()).is_ok_and(|h| h.is_name()) {
+                    // Only strictly valid v3 onion and i2p names (never a DNS name, which
+                    // a proxy would resolve for us).
+                    if let Ok(t) = TargetAddr::new(host, port) {
+                        named.push(t);
+                    }
                 }
             }
         }
@@ -185,7 +211,12 @@ pub fn parse_reply(body: &[u8]) -> Result<AnnounceReply, AnnounceError> {
     }
     peers.retain(|p| p.port() != 0);
     peers.truncate(MAX_PEERS);
-    Ok(AnnounceReply { interval, peers })
+    named.truncate(MAX_PEERS.saturating_sub(peers.len()));
+    Ok(AnnounceReply {
+        interval,
+        peers,
+        named,
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +233,8 @@ mod tests {
             port: 6881,
             left: 0,
             event: Event::Started,
+            ip: None,
+            compact: true,
         });
         assert!(p.starts_with("/announce?info_hash=%AB%AB"), "{p}");
         assert!(p.contains("&peer_id=%2D%4D%54"), "{p}");
@@ -211,6 +244,22 @@ mod tests {
             ),
             "{p}"
         );
+        let onion = "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion";
+        let p = announce_path(&Announce {
+            info_hash: &ih,
+            peer_id: &pid,
+            port: 80,
+            left: 1,
+            event: Event::Regular,
+            ip: Some(onion),
+            compact: false,
+        });
+        assert!(
+            p.contains("&port=80&uploaded=0&downloaded=0&left=1&compact=0"),
+            "{p}"
+        );
+        let enc: String = onion.bytes().map(|b| format!("%{b:02X}")).collect();
+        assert!(p.ends_with(&format!("&ip={enc}")), "{p}");
     }
 
     #[test]
@@ -226,6 +275,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.peers, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert!(r.named.is_empty(), "an invalid onion name is dropped");
+        let onion = "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion";
+        let body = format!(
+            "d8:intervali5e5:peersld2:ip62:{onion}4:porti80eed2:ip11:example.com4:porti1eed2:ip8:peer.i2p4:porti0eed2:ip8:peer.i2p4:porti9eeee"
+        );
+        let r = parse_reply(body.as_bytes()).unwrap();
+        assert!(r.peers.is_empty());
+        assert_eq!(
+            r.named,
+            vec![
+                TargetAddr::new(onion, 80).unwrap(),
+                TargetAddr::new("peer.i2p", 9).unwrap()
+            ],
+            "DNS names and port 0 are dropped"
+        );
         let err = parse_reply(b"d14:failure reason7:go awaye").unwrap_err();
         assert!(err.to_string().contains("go away"));
         assert!(parse_reply(b"nope").is_err());

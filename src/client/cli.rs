@@ -322,7 +322,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError>
         Command::Find(args) => super::feed::find(&cli, &home, args, out).await,
         #[cfg(feature = "torrent")]
         Command::Seed(args) => {
-            super::seeder::run(&cli, &home, args.listen, !args.own_only, out).await
+            super::seeder::run(&cli, &home, &args.peer, !args.own_only, out).await
         }
         Command::Lookup { pubkey, json } => {
             let key = contacts::resolve_key(&home, pubkey)?;

@@ -17,16 +17,15 @@ mod read;
 mod watch;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
-use super::announce::{AnnounceError, TrackerClient};
+use super::announce::AnnounceError;
 use super::cli::{self, Cli, CliError};
-use super::http::HttpClient;
 use super::identity::Home;
+use super::peer_net::PeerArgs;
 use super::seeder;
 use super::torrent::TorrentError;
 use crate::proto::{Message, MessageError, PublicKey, UnsignedMessage};
@@ -68,9 +67,9 @@ pub struct ShareArgs {
     /// Return once the manifest is published and a background `megatorrent seed` runs
     #[arg(long)]
     pub detach: bool,
-    /// Address the peer listener binds to
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// The peer listener and, behind Tor, its onion service.
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// `megatorrent find` arguments.
@@ -86,9 +85,9 @@ pub struct FindArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub fetch_timeout: u64,
-    /// Address the peer listener binds to
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// The peer listener and, behind Tor, its onion service.
+    #[command(flatten)]
+    pub peer: PeerArgs,
     /// After printing the feed, follow it (WebSocket subscription) and print new messages
     #[arg(long)]
     pub watch: bool,
@@ -168,6 +167,9 @@ pub enum FeedError {
         /// How many were listed.
         total: usize,
     },
+    /// The embedded Tor client could not host the peer listener's onion service.
+    #[error("cannot host the onion service: {0}")]
+    OnionService(String),
     /// The background seeder did not start.
     #[error("the background seeder did not start: {0}")]
     Seeder(String),
@@ -188,32 +190,10 @@ pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Er
     move |source| FeedError::Io { what, path, source }
 }
 
-/// The torrent engine dials peers by IP itself; until its traffic is bridged through the
-/// connector (issue 6), the torrent commands refuse to run behind `--proxy`/`--tor`, which
-/// would otherwise leak the user's address to peers.
-pub(crate) fn refuse_proxied(cli: &Cli) -> Result<(), FeedError> {
-    if cli.net.is_proxied() {
-        return Err(FeedError::Input(
-            "share, find and seed do not support --proxy/--tor yet: the torrent \
-             engine would reach peers directly"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 /// The tracker URL put into our torrents: the server's `/announce`.
 pub(crate) fn tracker_url(cli: &Cli) -> Result<String, CliError> {
     let base = super::http::BaseUrl::parse(&cli.server)?;
     Ok(format!("{base}/announce"))
-}
-
-/// Our tracker client (HTTP through the connector).
-pub(crate) async fn tracker_client(cli: &Cli, home: &Home) -> Result<TrackerClient, CliError> {
-    let (connector, base) = cli::connector_and_base(cli, home).await?;
-    let http =
-        HttpClient::new(connector, base).with_request_timeout(Duration::from_secs(cli.timeout));
-    Ok(TrackerClient::new(http))
 }
 
 /// The directory of our own messages.
@@ -283,7 +263,12 @@ pub async fn share(
     args: &ShareArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    refuse_proxied(cli)?;
+    // Check the peer flags before anything is signed or published.
+    let net = args.peer.resolve(&cli.net)?;
+    net.require_onion_to_seed()?;
+    if args.detach {
+        seeder::check_running_mode(cli, home)?;
+    }
     let contents = read_contents(args)?;
     let channel = args
         .channel
@@ -353,7 +338,7 @@ pub async fn share(
                 .filter(|s| s.file.is_file())
                 .map(|s| s.magnet.clone()),
         );
-        seeder::ensure_background(cli, home, &args.listen, &wanted).await?;
+        seeder::ensure_background(cli, home, &args.peer, &wanted).await?;
         cli::note(&format!(
             "published sequence {seq}; a background seeder is running"
         ));
@@ -362,7 +347,7 @@ pub async fn share(
     cli::note(&format!(
         "published sequence {seq}; seeding until interrupted (Ctrl-C)"
     ));
-    seeder::run(cli, home, args.listen, true, &mut std::io::sink()).await
+    seeder::run(cli, home, &args.peer, true, &mut std::io::sink()).await
 }
 
 /// Write each signed message to `messages/` of `author` and make its magnet.
@@ -396,7 +381,7 @@ pub async fn find(
     args: &FindArgs,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    refuse_proxied(cli)?;
+    let net = args.peer.resolve(&cli.net)?;
     let key = super::contacts::resolve_key(home, &args.pubkey)?;
     let signaling = cli::signaling(cli, home).await?;
     let Some(manifest) = signaling.get_manifest(&key).await? else {
@@ -408,12 +393,12 @@ pub async fn find(
         if args.watch {
             return Err(FeedError::PocWatch.into());
         }
-        let mut reader = read::Reader::new(cli, home, args, key)?;
+        let mut reader = read::Reader::new(cli, home, args, key, net)?;
         let result = poc::read(cli, &mut reader, &pointer, out).await;
         reader.finish().await;
         return result;
     };
-    let mut reader = read::Reader::new(cli, home, args, key)?;
+    let mut reader = read::Reader::new(cli, home, args, key, net)?;
     let result = find_with(cli, home, args, &mut reader, manifest, out).await;
     reader.finish().await;
     result

@@ -7,8 +7,9 @@
 //! * [`ws`] — a WebSocket to the server over the connector (strictly parsed frames).
 //! * [`subscribe`] — following keys live and publishing over the WebSocket.
 //! * [`network`] — the `--proxy` / `--tor` / `--i2p-proxy` flags and the connector they pick.
-//! * [`announce`], [`torrent`], [`feed`], [`seeder`] — messages as torrents (feature
-//!   `torrent`): our tracker client, the librqbit wrapper, `share`/`find`, and `seed`.
+//! * [`announce`], [`torrent`], [`feed`], [`seeder`], [`peer_net`] — messages as torrents
+//!   (feature `torrent`): our tracker client, the librqbit wrapper, `share`/`find`, `seed`,
+//!   and the peer listener / onion flags.
 //! * [`mail`], [`mailbox`], [`inbox`] — direct messages: sealing letters, the mailbox HTTP
 //!   client, and the `send`/`inbox` commands; [`mailkeys`] (mailbox key pairs published in
 //!   profiles) and [`inbox_seen`] (what `inbox --keep` showed) under `--home`, through
@@ -39,6 +40,8 @@ pub mod mailbox;
 pub mod mailkeys;
 pub mod mailpush;
 pub mod network;
+#[cfg(feature = "torrent")]
+pub mod peer_net;
 pub mod profile;
 pub mod publish;
 #[cfg(feature = "torrent")]

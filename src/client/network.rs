@@ -75,6 +75,30 @@ impl NetArgs {
         Ok(())
     }
 
+    /// The same flags as command-line arguments (for a child process such as the
+    /// background seeder, which must use the same network mode).
+    #[must_use]
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(p) = &self.proxy {
+            v.extend(["--proxy".into(), p.into()]);
+        }
+        if self.tor {
+            v.push("--tor".into());
+            v.extend([
+                "--tor-bootstrap-timeout".into(),
+                self.tor_bootstrap_timeout.to_string().into(),
+            ]);
+        }
+        if let Some(c) = &self.tor_config {
+            v.extend(["--tor-config".into(), c.into()]);
+        }
+        if let Some(p) = &self.i2p_proxy {
+            v.extend(["--i2p-proxy".into(), p.into()]);
+        }
+        v
+    }
+
     /// Whether streams go through a proxy or Tor.
     #[must_use]
     pub fn is_proxied(&self) -> bool {

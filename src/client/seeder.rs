@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,8 @@ use super::announce::{Announce, Event, TrackerClient};
 use super::cli::{self, Cli, CliError};
 use super::feed::{self, io_err, FeedError};
 use super::identity::Home;
-use super::torrent::{strip_udp_trackers, Engine, EngineConfig, TorrentError};
+use super::peer_net::{PeerArgs, PeerNet};
+use super::torrent::{strip_udp_trackers, Engine, TorrentError};
 use crate::proto::Archive;
 
 /// How often the seeder looks for new message files.
@@ -34,9 +34,9 @@ pub const MAX_REANNOUNCE: Duration = Duration::from_secs(1800);
 /// `megatorrent seed` arguments.
 #[derive(Debug, Args)]
 pub struct SeedArgs {
-    /// Address the peer listener binds to
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    pub listen: SocketAddr,
+    /// The peer listener and, behind Tor, its onion service.
+    #[command(flatten)]
+    pub peer: PeerArgs,
     /// Seed only this identity's own messages, not the feeds fetched with `find`
     #[arg(long)]
     pub own_only: bool,
@@ -66,6 +66,44 @@ fn state_path(home: &Home) -> PathBuf {
     home.dir().join("seed.state")
 }
 
+fn mode_path(home: &Home) -> PathBuf {
+    home.dir().join("seed.mode")
+}
+
+/// What `seed.mode` holds: how the running seeder reaches the tracker and peers.
+fn mode_name(proxied: bool) -> &'static str {
+    if proxied {
+        "proxied"
+    } else {
+        "direct"
+    }
+}
+
+/// A running seeder (whose `seed.mode` is `running`; none means an older, direct one) may
+/// take new torrents only in the same mode: a direct seeder would announce a message shared
+/// behind Tor from our address.
+fn check_mode(running: Option<&str>, proxied: bool) -> Result<(), FeedError> {
+    let have = running.map_or("direct", str::trim);
+    let want = mode_name(proxied);
+    if have == want {
+        return Ok(());
+    }
+    Err(FeedError::Input(format!(
+        "a background seeder already runs for this home in {have} mode (its PID is in \
+         seed.pid); stop it before sharing in {want} mode"
+    )))
+}
+
+/// If a background seeder runs for `home`, it must be in this command's mode (see
+/// [`check_mode`]); `share --detach` checks before it publishes anything.
+pub(crate) fn check_running_mode(cli: &Cli, home: &Home) -> Result<(), FeedError> {
+    if !running_seeder(home) {
+        return Ok(());
+    }
+    let mode = std::fs::read_to_string(mode_path(home)).ok();
+    check_mode(mode.as_deref(), cli.net.is_proxied())
+}
+
 /// Is the seeder named in `seed.pid` alive? (Linux: looks in /proc.)
 fn running_seeder(home: &Home) -> bool {
     let Ok(pid) = std::fs::read_to_string(pid_path(home)) else {
@@ -91,7 +129,7 @@ fn is_seeding(home: &Home, hashes: &[String]) -> bool {
 pub async fn ensure_background(
     cli: &Cli,
     home: &Home,
-    listen: &SocketAddr,
+    peer: &PeerArgs,
     magnets: &[String],
 ) -> Result<(), CliError> {
     let hashes = magnets
@@ -100,7 +138,9 @@ pub async fn ensure_background(
         .collect::<Result<Vec<_>, _>>()
         .map_err(FeedError::from)?;
     let mut child = None;
-    if !running_seeder(home) {
+    if running_seeder(home) {
+        check_running_mode(cli, home)?;
+    } else {
         let exe = std::env::current_exe().map_err(|e| FeedError::Seeder(e.to_string()))?;
         let log_path = home.dir().join("seed.log");
         let log = std::fs::OpenOptions::new()
@@ -115,9 +155,9 @@ pub async fn ensure_background(
             .arg(&cli.server)
             .arg("--timeout")
             .arg(cli.timeout.to_string())
+            .args(cli.net.to_args())
             .arg("seed")
-            .arg("--listen")
-            .arg(listen.to_string())
+            .args(peer.to_args())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -156,18 +196,18 @@ struct Seeding {
 pub async fn run(
     cli: &Cli,
     home: &Home,
-    listen: SocketAddr,
+    peer: &PeerArgs,
     include_feeds: bool,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    feed::refuse_proxied(cli)?;
+    let mut net = peer.resolve(&cli.net)?;
+    net.require_onion_to_seed()?;
     home.ensure_dir()?;
     let pid = pid_path(home);
     std::fs::write(&pid, std::process::id().to_string()).map_err(io_err("write", &pid))?;
-    let engine = Engine::start(&EngineConfig::new(listen), home.dir().to_owned())
-        .await
-        .map_err(FeedError::from)?;
-    let tracker = feed::tracker_client(cli, home).await?;
+    let mode = mode_path(home);
+    std::fs::write(&mode, mode_name(net.proxied)).map_err(io_err("write", &mode))?;
+    let (engine, tracker) = net.start(cli, home, home.dir().to_owned()).await?;
     let tracker_url = feed::tracker_url(cli)?;
     let mut seeding: HashMap<PathBuf, Seeding> = HashMap::new();
     let mut bad: HashSet<PathBuf> = HashSet::new();
@@ -197,15 +237,19 @@ pub async fn run(
                 }
             }
         }
-        announce_due(&engine, &tracker, &mut seeding).await;
+        announce_due(&engine, &tracker, &net, &mut seeding).await;
         write_state(home, &seeding);
         if first {
             first = false;
-            let line = format!(
-                "seeding {} torrents on port {}\n",
+            let mut line = format!(
+                "seeding {} torrents on port {}",
                 seeding.len(),
                 engine.port()
             );
+            if let Some(onion) = &net.onion {
+                line.push_str(&format!(" as {onion}:{}", net.announce_port(engine.port())));
+            }
+            line.push('\n');
             if let Err(e) = cli::emit(out, line.as_bytes()) {
                 break Err(e);
             }
@@ -215,35 +259,47 @@ pub async fn run(
             () = tokio::time::sleep(RESCAN) => {}
         }
     };
+    // Through Tor a request takes a few round trips more.
+    let stop_limit = Duration::from_secs(if net.proxied { 10 } else { 2 });
     for s in seeding.values() {
-        let a = announce(&engine, &s.info_hash, Event::Stopped);
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.announce(&a)).await;
+        let a = announce(&engine, &net, &s.info_hash, Event::Stopped);
+        let _ = tokio::time::timeout(stop_limit, tracker.announce(&a)).await;
     }
     engine.stop().await;
     let _ = std::fs::remove_file(&pid);
+    let _ = std::fs::remove_file(&mode);
     let _ = std::fs::remove_file(state_path(home));
     result
 }
 
-fn announce<'a>(engine: &'a Engine, info_hash: &'a [u8; 20], event: Event) -> Announce<'a> {
+/// A seeder's announce: in proxied mode `ip=<our onion>` and its port, never an address.
+fn announce<'a>(
+    engine: &'a Engine,
+    net: &'a PeerNet,
+    info_hash: &'a [u8; 20],
+    event: Event,
+) -> Announce<'a> {
     Announce {
         info_hash,
         peer_id: engine.peer_id(),
-        port: engine.port(),
+        port: net.announce_port(engine.port()),
         left: 0,
         event,
+        ip: net.onion.as_deref(),
+        compact: !net.proxied,
     }
 }
 
 async fn announce_due(
     engine: &Engine,
     tracker: &TrackerClient,
+    net: &PeerNet,
     seeding: &mut HashMap<PathBuf, Seeding>,
 ) {
     let now = Instant::now();
     for s in seeding.values_mut().filter(|s| s.next_announce <= now) {
         match tracker
-            .announce(&announce(engine, &s.info_hash, Event::Started))
+            .announce(&announce(engine, net, &s.info_hash, Event::Started))
             .await
         {
             Ok(reply) => {
@@ -332,4 +388,24 @@ pub(crate) async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_seeder_takes_torrents_only_in_its_own_mode() {
+        check_mode(Some("direct"), false).unwrap();
+        check_mode(None, false).unwrap();
+        check_mode(Some("proxied\n"), true).unwrap();
+        for (running, proxied) in [
+            (None, true),
+            (Some("direct"), true),
+            (Some("proxied"), false),
+        ] {
+            let err = check_mode(running, proxied).unwrap_err();
+            assert!(err.to_string().contains("stop it"), "{err}");
+        }
+    }
 }

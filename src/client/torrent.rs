@@ -5,6 +5,11 @@
 //! configured address. Peers come only from our own tracker client
 //! ([`super::announce`]), handed over as `initial_peers`; `udp://` trackers are stripped
 //! from every magnet and torrent we create or add ([`strip_udp_trackers`]).
+//!
+//! In a proxied mode ([`Engine::start_bridged`]) librqbit's `proxy_url` points at a
+//! [`SocksBridge`] over the command's connector, so every peer connection it makes goes
+//! through Tor/I2P; named peers are handed over as the bridge's placeholder addresses
+//! ([`Engine::engine_peers`]) and IP peers are dropped.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -12,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::net::{Connector, SocksBridge};
 use librqbit::api::TorrentIdOrHash;
 use librqbit::dht::Id20;
 use librqbit::spawn_utils::BlockingSpawner;
@@ -56,6 +62,9 @@ pub struct EngineConfig {
     pub listen: SocketAddr,
     /// Our peer id (also sent in our own tracker announces).
     pub peer_id: [u8; 20],
+    /// The SOCKS5 proxy every outgoing peer connection goes through (the bridge's
+    /// `socks5://user:pass@127.0.0.1:port`); `None` = direct TCP.
+    pub proxy_url: Option<String>,
 }
 
 impl EngineConfig {
@@ -67,16 +76,27 @@ impl EngineConfig {
         for (dst, b) in peer_id[8..].iter_mut().zip(tail) {
             *dst = b"0123456789abcdefghijklmnopqrstuvwxyz"[usize::from(b) % 36];
         }
-        Self { listen, peer_id }
+        Self {
+            listen,
+            peer_id,
+            proxy_url: None,
+        }
     }
 }
 
 /// Connect/read timeouts for peer connections.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The connect timeout for peer connections through the bridge: reaching an onion service
+/// for the first time (descriptor, introduction, rendezvous) takes several round trips.
+pub const PROXIED_PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// THE session options: every network decision of the engine is made here.
 #[must_use]
 pub fn session_options(cfg: &EngineConfig) -> SessionOptions {
+    let connect_timeout = match cfg.proxy_url {
+        Some(_) => PROXIED_PEER_CONNECT_TIMEOUT,
+        None => PEER_CONNECT_TIMEOUT,
+    };
     SessionOptions {
         // No DHT, no local service discovery, no trackers of its own: peers come only
         // from our tracker client, as `initial_peers`.
@@ -101,11 +121,13 @@ pub fn session_options(cfg: &EngineConfig) -> SessionOptions {
             ..ListenerOptions::default()
         }),
         connect: Some(ConnectionOptions {
-            proxy_url: None,
-            enable_tcp: true,
+            // With a proxy, librqbit dials every peer through it (and never directly);
+            // direct TCP stays off then as a second guard.
+            proxy_url: cfg.proxy_url.clone(),
+            enable_tcp: cfg.proxy_url.is_none(),
             peer_opts: Some(PeerConnectionOptions {
-                connect_timeout: Some(PEER_CONNECT_TIMEOUT),
-                read_write_timeout: Some(PEER_CONNECT_TIMEOUT * 3),
+                connect_timeout: Some(connect_timeout),
+                read_write_timeout: Some(connect_timeout * 3),
                 ..PeerConnectionOptions::default()
             }),
         }),
@@ -164,6 +186,10 @@ pub struct Seeded {
 pub struct Engine {
     session: Arc<Session>,
     peer_id: [u8; 20],
+    /// The SOCKS bridge in a proxied mode (kept alive as long as the session).
+    bridge: Option<SocksBridge>,
+    /// Whatever must live as long as the engine (e.g. the listener's onion service).
+    held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Engine {
@@ -175,7 +201,62 @@ impl Engine {
         Ok(Self {
             session,
             peer_id: cfg.peer_id,
+            bridge: None,
+            held: Vec::new(),
         })
+    }
+
+    /// Start the engine behind a [`SocksBridge`] over `connector`: every peer connection
+    /// goes out through the connector (Tor/I2P), peers are given by name.
+    pub async fn start_bridged(
+        mut cfg: EngineConfig,
+        output: PathBuf,
+        connector: Connector,
+    ) -> Result<Self, TorrentError> {
+        let bridge = SocksBridge::start(connector.isolated("torrent-peers"))
+            .await
+            .map_err(|e| TorrentError::Start(format!("cannot start the SOCKS bridge: {e}")))?;
+        cfg.proxy_url = Some(bridge.proxy_url());
+        let mut engine = Self::start(&cfg, output).await?;
+        engine.bridge = Some(bridge);
+        Ok(engine)
+    }
+
+    /// Keep `thing` alive as long as the engine.
+    pub fn hold(&mut self, thing: impl std::any::Any + Send + Sync) {
+        self.held.push(Box::new(thing));
+    }
+
+    /// Whether peers are reached through the bridge.
+    #[must_use]
+    pub fn is_bridged(&self) -> bool {
+        self.bridge.is_some()
+    }
+
+    /// The addresses to give librqbit for a tracker reply: bridged, the placeholders of the
+    /// named peers (except `own`, our own onion) and never an IP peer; direct, the IP
+    /// peers (except `own_port` on loopback, ourselves).
+    #[must_use]
+    pub fn engine_peers(
+        &self,
+        reply: &super::announce::AnnounceReply,
+        own: Option<&str>,
+        own_port: u16,
+    ) -> Vec<SocketAddr> {
+        match &self.bridge {
+            Some(bridge) => reply
+                .named
+                .iter()
+                .filter(|t| own.is_none_or(|o| !t.host().eq_ignore_ascii_case(o)))
+                .filter_map(|t| bridge.placeholder(t))
+                .collect(),
+            None => reply
+                .peers
+                .iter()
+                .copied()
+                .filter(|p| !(p.port() == own_port && p.ip().is_loopback()))
+                .collect(),
+        }
     }
 
     /// Our peer id.
@@ -306,6 +387,61 @@ mod tests {
         assert!(c.proxy_url.is_none());
         assert!(c.enable_tcp);
         assert!(cfg.peer_id.starts_with(b"-MT0001-"));
+
+        // Proxied: every peer connection through the bridge, no direct TCP.
+        let mut cfg = EngineConfig::new("127.0.0.1:0".parse().unwrap());
+        let url = "socks5://u:p@127.0.0.1:1080".to_owned();
+        cfg.proxy_url = Some(url.clone());
+        let o = session_options(&cfg);
+        assert!(o.dht.is_none() && o.disable_local_service_discovery && o.disable_trackers);
+        let l = o.listen.expect("listener configured");
+        assert!(matches!(l.mode, ListenerMode::TcpOnly) && !l.enable_upnp_port_forwarding);
+        let c = o.connect.expect("connect options");
+        assert_eq!(c.proxy_url.as_deref(), Some(url.as_str()));
+        assert!(!c.enable_tcp);
+        let peer = c.peer_opts.expect("peer options");
+        assert_eq!(peer.connect_timeout, Some(PROXIED_PEER_CONNECT_TIMEOUT));
+    }
+
+    /// librqbit accepts the bridge's URL (user and password in it) and its downloads go
+    /// through the bridge: a session starts with it, and a peer given as a placeholder is
+    /// dialled through the bridge as the name.
+    #[tokio::test]
+    async fn a_bridged_engine_dials_placeholders_through_the_connector() {
+        use crate::net::{ProxyUrl, TargetAddr};
+        let (port, seen) = crate::net::socks_recording::start().await;
+        let proxy = ProxyUrl::parse(&format!("socks5h://127.0.0.1:{port}")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::start_bridged(
+            EngineConfig::new("127.0.0.1:0".parse().unwrap()),
+            dir.path().to_owned(),
+            Connector::socks5(proxy),
+        )
+        .await
+        .unwrap();
+        assert!(engine.is_bridged());
+        let onion = "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion";
+        let reply = super::super::announce::AnnounceReply {
+            interval: 60,
+            peers: vec!["192.0.2.7:6881".parse().unwrap()],
+            named: vec![
+                TargetAddr::new(onion, 6881).unwrap(),
+                TargetAddr::new("mine.i2p", 1).unwrap(),
+            ],
+        };
+        let peers = engine.engine_peers(&reply, Some("MINE.i2p"), 0);
+        assert_eq!(peers.len(), 1, "IP peers and our own name are dropped");
+        let magnet = format!("magnet:?xt=urn:btih:{}", "ab".repeat(20));
+        let fetch = engine.fetch(&magnet, peers, dir.path(), 1024, Duration::from_secs(5));
+        let _ = fetch.await; // the recorder is no peer: the fetch fails or times out
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "librqbit did not dial through the bridge");
+        assert!(
+            seen.iter()
+                .all(|s| s.atyp == 3 && s.host == onion && s.port == 6881),
+            "{seen:?}"
+        );
+        engine.stop().await;
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl ArtiConn {
         })
     }
 
+    /// The bootstrapped client (e.g. to host an onion service on it).
+    pub(crate) fn client(&self) -> &Arc<TorClient<PreferredRuntime>> {
+        &self.client
+    }
+
     fn token(&self, key: Option<&str>, target: &TargetAddr) -> IsolationToken {
         let k = (
             key.map(str::to_owned),

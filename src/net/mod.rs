@@ -19,12 +19,13 @@
 //! nothing ever falls back to a direct connection. An optional I2P proxy
 //! ([`Connector::with_i2p_proxy`]) carries `.i2p` names in any mode.
 //!
-//! The SOCKS bridge for the torrent engine is meant to sit on top of this type: it accepts
-//! a CONNECT, maps the placeholder back to a [`TargetAddr`] and calls
-//! [`Connector::connect`] (or [`Connector::isolated`] first, per torrent).
+//! The SOCKS bridge for the torrent engine ([`SocksBridge`]) sits on top of this type: it
+//! accepts librqbit's CONNECT to a placeholder address, maps it back to a named
+//! [`TargetAddr`] and calls [`Connector::connect`].
 
 #[cfg(feature = "tor")]
 mod arti;
+mod bridge;
 mod error;
 mod sensitive;
 mod socks;
@@ -42,12 +43,20 @@ use tokio::net::TcpStream;
 
 #[cfg(feature = "tor")]
 pub use arti::ArtiOptions;
+pub use bridge::{
+    is_placeholder, SocksBridge, HANDSHAKE_TIMEOUT as BRIDGE_HANDSHAKE_TIMEOUT,
+    MAX_CONNECTIONS as BRIDGE_MAX_CONNECTIONS, MAX_PLACEHOLDERS,
+};
 pub use error::{BoxError, NetError, NetErrorKind};
 pub use sensitive::Sensitive;
 pub use socks::ProxyUrl;
 pub use target::{HostKind, TargetAddr, MAX_HOST_LEN};
 
 use socks::Credentials;
+
+/// The recording SOCKS5 server, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) use socks::recording as socks_recording;
 
 /// A bidirectional byte stream a [`Connector`] hands out.
 ///
@@ -228,6 +237,18 @@ impl Connector {
         let mut c = self.clone();
         c.isolation = Some(Arc::from(key));
         c
+    }
+
+    /// The embedded Tor client, in the `Tor` mode (to host an onion service on the same
+    /// client the connector dials with).
+    #[cfg(feature = "tor")]
+    pub(crate) fn tor_client(
+        &self,
+    ) -> Option<Arc<arti_client::TorClient<tor_rtcompat::PreferredRuntime>>> {
+        match &self.mode {
+            Mode::Tor(conn) => Some(conn.client().clone()),
+            Mode::Direct | Mode::Socks5(_) => None,
+        }
     }
 
     /// The mode this connector dials in.

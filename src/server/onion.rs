@@ -18,25 +18,19 @@
 //!   the TCP listener keep working (the same address a `HiddenServicePort` set-up shows).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use arti_client::DataStream;
 use axum::extract::ConnectInfo;
 use axum::Router;
-use futures::StreamExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use safelog::DisplayRedacted;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tor_cell::relaycell::msg::{Connected, End, EndReason};
-use tor_hsservice::config::OnionServiceConfigBuilder;
-use tor_hsservice::{HsNickname, RendRequest, StreamRequest};
-use tor_proto::stream::IncomingStreamRequest;
 
 use super::{app, AppState, ServerError};
+use crate::tor_embed::service::{self, ServiceError};
 use crate::tor_embed::{self, ArtiError, ArtiSetup, CleanStream};
 
 /// The rendezvous circuit a request arrived on (a request extension; see the module docs).
@@ -58,15 +52,9 @@ pub enum OnionError {
     /// Tor could not be configured or bootstrapped.
     #[error(transparent)]
     Tor(#[from] ArtiError),
-    /// The onion service configuration was rejected.
-    #[error("invalid onion service configuration")]
-    Config(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// arti failed to launch the service.
-    #[error("arti could not launch the onion service")]
-    Launch(#[source] arti_client::Error),
-    /// The service was launched but has no identity key.
-    #[error("the onion service has no address")]
-    NoAddress,
+    /// The service could not be launched.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }
 
 impl From<OnionError> for ServerError {
@@ -90,19 +78,8 @@ pub async fn start(
         |line| tracing::info!("{line}"),
     )
     .await?;
-    let nickname: HsNickname = NICKNAME
-        .parse()
-        .map_err(|e| OnionError::Config(Box::new(e)))?;
-    let svc_config = OnionServiceConfigBuilder::default()
-        .nickname(nickname)
-        .build()
-        .map_err(|e| OnionError::Config(Box::new(e)))?;
-    let (service, rend_requests) = client
-        .launch_onion_service(svc_config)
-        .map_err(OnionError::Launch)?
-        .ok_or(OnionError::NoAddress)?;
-    let hsid = service.onion_address().ok_or(OnionError::NoAddress)?;
-    let addr = hsid.display_unredacted().to_string();
+    let launched = service::launch(&client, NICKNAME)?;
+    let addr = launched.address.clone();
     match cfg.port {
         80 => tracing::info!("onion service: http://{addr}"),
         port => tracing::info!("onion service: http://{addr}:{port}"),
@@ -112,93 +89,28 @@ pub async fn start(
     let router = app(state.clone());
     Ok(tokio::spawn(async move {
         // Keep the client and the service alive for as long as we serve.
-        let _keep = (client, service);
-        accept_loop(rend_requests, router, cfg.port, shutdown).await;
+        let _keep = (client, launched.service);
+        let serve_shutdown = shutdown.clone();
+        service::accept_streams(launched.requests, cfg.port, shutdown, move |stream, id| {
+            serve_http(
+                stream,
+                OnionCircuit(id),
+                router.clone(),
+                serve_shutdown.clone(),
+            )
+        })
+        .await;
         tracing::info!("onion service: stopped");
     }))
 }
 
-async fn accept_loop(
-    rend_requests: impl futures::Stream<Item = RendRequest>,
-    router: Router,
-    port: u16,
-    shutdown: CancellationToken,
-) {
-    let next_id = Arc::new(AtomicU64::new(1));
-    let mut rend_requests = std::pin::pin!(rend_requests);
-    loop {
-        let rend = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = rend_requests.next() => match next {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        let circuit = OnionCircuit(next_id.fetch_add(1, Ordering::Relaxed));
-        tokio::spawn(serve_circuit(
-            rend,
-            circuit,
-            router.clone(),
-            port,
-            shutdown.clone(),
-        ));
-    }
-}
-
-/// Accept one rendezvous request and serve every stream opened on its circuit.
-async fn serve_circuit(
-    rend: RendRequest,
+/// Serve HTTP/1.1 on one accepted onion stream.
+async fn serve_http(
+    stream: DataStream,
     circuit: OnionCircuit,
     router: Router,
-    port: u16,
     shutdown: CancellationToken,
 ) {
-    let mut streams = match rend.accept().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(error = %e, "onion service: rendezvous failed");
-            return;
-        }
-    };
-    loop {
-        let req = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = streams.next() => match next {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        tokio::spawn(serve_stream(
-            req,
-            circuit,
-            router.clone(),
-            port,
-            shutdown.clone(),
-        ));
-    }
-}
-
-/// Accept a `BEGIN` to our port and serve HTTP/1.1 on it; refuse anything else with `DONE`
-/// (what other onion service implementations answer).
-async fn serve_stream(
-    req: StreamRequest,
-    circuit: OnionCircuit,
-    router: Router,
-    port: u16,
-    shutdown: CancellationToken,
-) {
-    let wanted = matches!(req.request(), IncomingStreamRequest::Begin(b) if b.port() == port);
-    if !wanted {
-        let _ = req.reject(End::new_with_reason(EndReason::DONE)).await;
-        return;
-    }
-    let stream = match req.accept(Connected::new_empty()).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(error = %e, "onion service: stream accept failed");
-            return;
-        }
-    };
     let mut stream = CleanStream::lingering(stream);
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let svc = tower::service_fn(move |mut req: axum::http::Request<Incoming>| {

@@ -6,7 +6,8 @@
 //!   inside it, so off-link packets reach netfilter (without a default route they would
 //!   fail with ENETUNREACH before netfilter and not be counted) and then go nowhere;
 //! * iptables `OUTPUT` inside the namespace: ACCEPT only TCP to `10.200.X.1:<allowed port>`
-//!   (and the REJECT rules' own answers to the namespace's address over `lo`), then LOG and
+//!   (plus the REJECT rules' own answers to the namespace's address over `lo`, and the
+//!   namespace's own `127.0.0.0/8` on `lo`, which reaches nothing outside it), then LOG and
 //!   REJECT everything else, DNS included; IPv6 is disabled in the namespace;
 //! * `/etc/netns/<name>/resolv.conf` names 192.0.2.53 (TEST-NET-1), so a stray DNS query is
 //!   an off-link UDP packet that the rules count and reject.
@@ -121,6 +122,9 @@ impl Netns {
         // The REJECT rules' own answers (RST / ICMP unreachable to our address) go out
         // through `lo`; let them through so a rejected attempt fails at once.
         iptables(format!("-A OUTPUT -o lo -d {ns_ip} -j ACCEPT"));
+        // The namespace's own loopback (a fresh `lo` that reaches nothing outside it):
+        // in-process servers such as the torrent engine's SOCKS bridge live there.
+        iptables("-A OUTPUT -o lo -d 127.0.0.0/8 -j ACCEPT".into());
         iptables("-A OUTPUT -j LOG --log-prefix mt-leak:".into());
         iptables("-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset".into());
         iptables("-A OUTPUT -j REJECT".into());

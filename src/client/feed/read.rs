@@ -11,14 +11,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
 use super::{
-    feed_dir, io_err, tracker_client, FeedError, FindArgs, ARCHIVE_COLLECTION, FETCH_CONCURRENCY,
+    feed_dir, io_err, FeedError, FindArgs, ARCHIVE_COLLECTION, FETCH_CONCURRENCY,
     MESSAGES_COLLECTION,
 };
 use crate::client::announce::{Announce, Event, TrackerClient};
@@ -26,7 +25,8 @@ use crate::client::channel::seal::{self, ReadKey};
 use crate::client::cli::{self, Cli, CliError};
 use crate::client::display::{iso8601_utc, printable};
 use crate::client::identity::Home;
-use crate::client::torrent::{magnet_info_hash, Engine, EngineConfig, TorrentError};
+use crate::client::peer_net::PeerNet;
+use crate::client::torrent::{magnet_info_hash, Engine, TorrentError};
 use crate::proto::{Archive, Manifest, Message, PocManifest, PocMessage, PublicKey};
 
 /// The most archives followed (through `previous` links) from one manifest.
@@ -97,6 +97,7 @@ pub(crate) struct Reader<'a> {
     dir: PathBuf,
     printed: HashSet<String>,
     reported: HashSet<String>,
+    net: PeerNet,
     engine: Option<(Engine, TrackerClient)>,
     /// The read key, when the feed is a private channel this home can read.
     read_key: Option<ReadKey>,
@@ -109,6 +110,7 @@ impl<'a> Reader<'a> {
         home: &'a Home,
         args: &'a FindArgs,
         key: PublicKey,
+        net: PeerNet,
     ) -> Result<Self, CliError> {
         let read_key = crate::client::channel::store::read_key_for(home, &key)?;
         let dir = feed_dir(home, &key);
@@ -121,6 +123,7 @@ impl<'a> Reader<'a> {
             dir,
             printed: HashSet::new(),
             reported: HashSet::new(),
+            net,
             engine: None,
             read_key,
         })
@@ -356,23 +359,24 @@ impl<'a> Reader<'a> {
             return Ok(0);
         }
         if self.engine.is_none() {
-            let engine = Engine::start(&EngineConfig::new(self.args.listen), self.dir.clone())
-                .await
-                .map_err(FeedError::from)?;
-            let tracker = tracker_client(self.cli, self.home).await?;
-            self.engine = Some((engine, tracker));
+            let started = self
+                .net
+                .start(self.cli, self.home, self.dir.clone())
+                .await?;
+            self.engine = Some(started);
         }
         let Some((engine, tracker)) = self.engine.as_ref() else {
             return Ok(missing.len());
         };
         let limit = Duration::from_secs(self.args.fetch_timeout);
         let dir = self.dir.as_path();
+        let net = &self.net;
         let results: Vec<(&Item, Result<(), FeedError>)> = futures_util::stream::iter(missing)
             .map(|item| async move {
                 let kind = Kind::of(item, kind);
                 (
                     item,
-                    fetch_one(engine, tracker, dir, item, kind, limit).await,
+                    fetch_one(engine, tracker, net, dir, item, kind, limit).await,
                 )
             })
             .buffer_unordered(FETCH_CONCURRENCY)
@@ -542,9 +546,14 @@ pub(crate) fn single_file(dir: &Path, max: usize) -> Result<PathBuf, String> {
 }
 
 /// Announce as a leecher until our tracker names a peer, then download from those peers.
+///
+/// In a proxied mode without an onion address of our own, each announce is a "query
+/// announce": `started` to get the peer list, then at once `stopped`, so the tracker keeps
+/// no entry for us (we could not be reached anyway, and must not be listed by address).
 async fn fetch_one(
     engine: &Engine,
     tracker: &TrackerClient,
+    net: &PeerNet,
     dir: &Path,
     item: &Item,
     kind: Kind,
@@ -555,22 +564,26 @@ async fn fetch_one(
     let out = dir.join(&item.hash);
     std::fs::create_dir_all(&out).map_err(io_err("create", &out))?;
     let own = engine.port();
+    let query_only = net.proxied && net.onion.is_none();
     let mut last_err = None;
     while Instant::now() < deadline {
-        let reply = tracker
-            .announce(&Announce {
-                info_hash: &info_hash,
-                peer_id: engine.peer_id(),
-                port: own,
-                left: 1,
-                event: Event::Started,
-            })
-            .await?;
-        let peers: Vec<SocketAddr> = reply
-            .peers
-            .into_iter()
-            .filter(|p| !(p.port() == own && p.ip().is_loopback()))
-            .collect();
+        let mut announce = Announce {
+            info_hash: &info_hash,
+            peer_id: engine.peer_id(),
+            port: net.announce_port(own),
+            left: 1,
+            event: Event::Started,
+            ip: net.onion.as_deref(),
+            compact: !net.proxied,
+        };
+        let reply = tracker.announce(&announce).await?;
+        if query_only {
+            announce.event = Event::Stopped;
+            if let Err(e) = tracker.announce(&announce).await {
+                cli::note(&format!("warning: stopped announce failed: {e:#}"));
+            }
+        }
+        let peers = engine.engine_peers(&reply, net.onion.as_deref(), own);
         if peers.is_empty() {
             last_err = Some(FeedError::Input("no peer is seeding it".into()));
             tokio::time::sleep(Duration::from_millis(500)).await;

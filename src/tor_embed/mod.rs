@@ -1,6 +1,7 @@
 //! Embedded Tor (arti) pieces shared by the client connector (feature `tor`) and the
 //! server's onion service (feature `onion-server`): configuration, bootstrap with progress,
-//! and a stream wrapper that always ends Tor streams cleanly.
+//! and a stream wrapper that always ends Tor streams cleanly; [`service`] hosts onion
+//! services (feature `arti-service`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use arti_client::{DataStream, TorClient, TorClientConfig};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tor_rtcompat::PreferredRuntime;
+
+#[cfg(feature = "arti-service")]
+pub mod service;
 
 /// Why the embedded Tor client could not be set up.
 #[derive(Debug, thiserror::Error)]
