@@ -1,10 +1,12 @@
-//! The leak proof: the SOCKS workflow from inside a network namespace that can reach only
-//! the SOCKS port, and the negative control showing the namespace does count leaks.
+//! The leak proof: the SOCKS workflow (keygen, publish, lookup, subscribe, find) from
+//! inside a network namespace that can reach only the SOCKS port, and the negative control
+//! showing the namespace does count leaks.
 
 use super::common::netns::{self, Netns};
 use super::common::server::TestServer;
 use super::common::tor::{require, TorNet};
 use super::{run, share_find, stored, M1};
+use megatorrent::proto::{Manifest, ManifestLimits};
 
 /// The SOCKS workflow from inside a namespace that can reach only the SOCKS port, and a
 /// `find` of `feed` (two messages seeded behind an onion service): the torrent engine's
@@ -39,6 +41,27 @@ pub(super) async fn leak_proof(net: &TorNet, server: &TestServer, url: &str, fee
     assert!(looked.ok().contains(M1));
     let (m, _) = stored(server, &key).await;
     assert_eq!(m.sequence(), 1);
+    // subscribe over the WebSocket: the catch-up push of sequence 1, then exit (--count 1).
+    let pushed = run(
+        ns.command(bin),
+        home.path(),
+        &[
+            &p[..],
+            &[
+                "subscribe",
+                "--json",
+                "--count",
+                "1",
+                "--max-time",
+                "100",
+                &key,
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    let pushed = Manifest::verify(pushed.ok().as_bytes(), &ManifestLimits::default()).unwrap();
+    assert_eq!(pushed.sequence(), 1, "catch-up push through the namespace");
     let found = run(
         ns.command(bin),
         home.path(),
