@@ -67,7 +67,68 @@ async fn closed_proxy_fails_every_command_without_direct_connections() {
     }
     // Nothing was created: keygen refused to run before touching the home directory.
     assert!(!home.path().join("identity.key").exists());
+
     // A connection made at any point would be waiting in the accept queue.
+    let pending = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(pending.is_err(), "a direct connection was made");
+}
+
+/// The commands that need an identity (and the torrent and channel commands) fail fast the
+/// same way, in a home that has one (made without a proxy: keygen alone makes no
+/// connection), and connect nowhere else.
+#[cfg(feature = "torrent")]
+#[tokio::test]
+async fn closed_proxy_fails_identity_commands_too() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let proxy = format!("socks5h://127.0.0.1:{}", closed_port());
+    let key = "ab".repeat(32);
+    let id_home = tempfile::tempdir().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
+        .arg("keygen")
+        .env("MEGATORRENT_HOME", id_home.path())
+        .env_remove("MEGATORRENT_PROXY")
+        .env_remove("MEGATORRENT_TOR")
+        .output()
+        .await
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let onion = megatorrent::proto::tracker::OnionName::from_public_key(&[7; 32]).to_string();
+    let with_identity: [&[&str]; 11] = [
+        &["subscribe", &key],
+        &["find", &key],
+        &["share", "--onion-address", &onion, "hi"],
+        &["seed", "--onion-address", &onion],
+        &["send", &key, "hi"],
+        &["inbox"],
+        &["profile", "get", &key],
+        &["profile", "set", "--name", "n"],
+        &["channel", "create", "c", "--private"],
+        &["share", "--channel", "c", "--onion-address", &onion, "hi"],
+        &["channel", "invite", "c", &key],
+    ];
+    for args in with_identity {
+        let out = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
+            .args(["--proxy", &proxy, "--server", &server])
+            .args(args)
+            .env("MEGATORRENT_HOME", id_home.path())
+            .env_remove("MEGATORRENT_PROXY")
+            .env_remove("MEGATORRENT_SERVER")
+            .env_remove("MEGATORRENT_TOR")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .expect("megatorrent hung instead of failing fast")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: proxy unreachable"),
+            "{args:?}: {stderr}"
+        );
+    }
     let pending = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(pending.is_err(), "a direct connection was made");
 }
