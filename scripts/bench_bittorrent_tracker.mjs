@@ -6,7 +6,8 @@
 //   node scripts/bench_bittorrent_tracker.mjs NODE_MODULES_DIR PORT
 //
 // Prints "listening" once it accepts connections; exits 1 on a server error. Warnings (the
-// tracker's answers to requests it refuses) are counted and printed on exit, one line.
+// tracker's complaints about requests it refuses) are counted by message and printed on
+// exit, one line.
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 
@@ -21,14 +22,18 @@ const { default: Server } = await import(pathToFileURL(join(dir, 'bittorrent-tra
 // No HTTP tracker, no UDP, no /stats page: the ws option alone makes its own HTTP server
 // that only upgrades.
 const server = new Server({ http: false, udp: false, ws: true, stats: false })
-let warnings = 0
-server.on('warning', () => { warnings += 1 })
+const warnings = new Map()
+server.on('warning', err => {
+  const key = String(err?.message ?? err)
+  warnings.set(key, (warnings.get(key) ?? 0) + 1)
+})
 server.on('error', err => {
   console.error(`bittorrent-tracker: ${err.message}`)
   process.exit(1)
 })
 const stop = () => {
-  console.log(`warnings: ${warnings}`)
+  const counts = [...warnings].map(([message, n]) => `${n} × ${message}`)
+  console.log(`warnings: ${counts.length ? counts.join('; ') : 'none'}`)
   process.exit(0)
 }
 process.on('SIGTERM', stop)

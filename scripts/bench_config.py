@@ -69,14 +69,20 @@ def parse(path):
 def parse_ws(text):
     """aquatic_ws_load_test: each socket sends its next request once any message arrives
     (an announce answer, a relayed offer or answer, or an error), so every message counts.
-    "Successful" is all of them but the error responses; only the samples after "Max
-    connections reached" count, as in the load tester's own average."""
+    "Successful" is all of them but the error responses. The samples are the load tester's
+    own: those after the one in which it printed "Max connections reached" (that one is
+    printed after the marker but not averaged), every 5 s."""
     avg = re.findall(r"Average responses per second:\s*([\d.]+)", text)
     start = text.find("Max connections reached")
-    body = text[start:] if start >= 0 else text
+    samples = re.split(r"^Requests out:", text[max(start, 0):], flags=re.M)[1:]
+    if start >= 0:
+        samples = samples[1:]
 
     def mean(kind):
-        values = [float(x) for x in re.findall(kind + r" responses:\s*([\d.]+)", body)]
+        values = []
+        for sample in samples:
+            m = re.search(kind + r" responses:\s*([\d.]+)", sample)
+            values.append(float(m.group(1)) if m else 0.0)
         return statistics.mean(values) if values else 0.0
 
     ok = mean("Announce") + mean("Offer") + mean("Answer") + mean("Scrape")
