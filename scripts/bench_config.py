@@ -2,9 +2,12 @@
 """Helpers of scripts/bench-compare (no third-party modules).
 
   bench_config.py CONFIG PORT server            point an aquatic tracker config at 127.0.0.1:PORT
+  bench_config.py CONFIG PORT server-tls DIR    the same with TLS on, DIR/cert.pem and DIR/key.pem
   bench_config.py CONFIG PORT load-PROTO SECS   point an aquatic load-test config at it, for SECS
   bench_config.py LOG 0 parse                   print "<responses/s> <announce responses/s> <invalid>",
-                                                then drop the per-packet complaints from LOG
+                                                then drop the per-packet complaints from LOG; for
+                                                aquatic_ws_load_test "<responses/s> <successful/s>
+                                                <invalid> <error responses/s> <announce responses/s>"
   bench_config.py TRACKERS 0 summary            markdown: medians, spreads and ratios
 """
 import os
@@ -18,6 +21,7 @@ KEEP_ALIVE = "true" if KEEP_ALIVE_ON else "false"
 
 
 def patch(path, port, mode, secs):
+    tls_dir = secs if mode == "server-tls" else None
     out = []
     for line in open(path, encoding="utf-8").read().splitlines():
         m = re.match(r'^(\s*)(\w+)\s*=\s*"(.*)"\s*$', line)
@@ -34,8 +38,12 @@ def patch(path, port, mode, secs):
         elif re.match(r"^\s*log_level\s*=", line):
             line = 'log_level = "error"'
         elif re.match(r"^\s*enable_tls\s*=", line):
-            # Plain HTTP on loopback: no tracker here is given a certificate.
-            line = "enable_tls = false"
+            # Plain HTTP on loopback, unless asked for aquatic_ws's own TLS (server-tls).
+            line = f"enable_tls = {'true' if tls_dir else 'false'}"
+        elif tls_dir and re.match(r"^\s*tls_certificate_path\s*=", line):
+            line = f'tls_certificate_path = "{tls_dir}/cert.pem"'
+        elif tls_dir and re.match(r"^\s*tls_private_key_path\s*=", line):
+            line = f'tls_private_key_path = "{tls_dir}/key.pem"'
         elif mode == "load-http" and re.match(r"^keep_alive\s*=", line):
             line = f"keep_alive = {KEEP_ALIVE}"
         elif mode == "load-http" and not KEEP_ALIVE_ON and re.match(r"^connection_creation_interval_ms\s*=", line):
@@ -47,6 +55,8 @@ def patch(path, port, mode, secs):
 
 def parse(path):
     text = open(path, encoding="utf-8", errors="replace").read()
+    if "Offer responses:" in text:
+        return parse_ws(text)
     avg = re.findall(r"Average responses per second:\s*([\d.]+)", text)
     # The load tester prints a sample every second; their mean is the run's rate of
     # successful announce answers (refusals such as "torrent is full" are not counted).
@@ -54,6 +64,30 @@ def parse(path):
     invalid = text.count("Received invalid response")
     mean = statistics.mean(ann) if ann else 0
     print(f"{avg[-1] if avg else 0} {mean:.2f} {invalid}")
+
+
+def parse_ws(text):
+    """aquatic_ws_load_test: each socket sends its next request once any message arrives
+    (an announce answer, a relayed offer or answer, or an error), so every message counts.
+    "Successful" is all of them but the error responses. The samples are the load tester's
+    own: those after the one in which it printed "Max connections reached" (that one is
+    printed after the marker but not averaged), every 5 s."""
+    avg = re.findall(r"Average responses per second:\s*([\d.]+)", text)
+    start = text.find("Max connections reached")
+    samples = re.split(r"^Requests out:", text[max(start, 0):], flags=re.M)[1:]
+    if start >= 0:
+        samples = samples[1:]
+
+    def mean(kind):
+        values = []
+        for sample in samples:
+            m = re.search(kind + r" responses:\s*([\d.]+)", sample)
+            values.append(float(m.group(1)) if m else 0.0)
+        return statistics.mean(values) if values else 0.0
+
+    ok = mean("Announce") + mean("Offer") + mean("Answer") + mean("Scrape")
+    invalid = text.count("error deserializing message")
+    print(f"{avg[-1] if avg else 0} {ok:.2f} {invalid} {mean('Error'):.2f} {mean('Announce'):.2f}")
 
 
 def compact(path):
@@ -77,48 +111,67 @@ def compact(path):
 
 
 def summary(path):
-    rows = {}  # (proto, name) -> [(round, responses, announces, invalid)]
+    rows = {}  # (proto, name) -> [(round, responses, successful, invalid, errors, announces)]
     for line in open(path, encoding="utf-8"):
         parts = line.split()
         if len(parts) < 6:
             continue
         proto, name, rnd = parts[0], parts[1], int(parts[2])
+        extra = [float(x) for x in parts[6:8]] + [0.0, 0.0]
         rows.setdefault((proto, name), []).append(
-            (rnd, float(parts[3]), float(parts[4]), int(parts[5]))
+            (rnd, float(parts[3]), float(parts[4]), int(parts[5]), extra[0], extra[1])
         )
 
     import json
 
+    def record(p, n, r):
+        d = {"protocol": p, "tracker": n, "round": r[0], "responses_per_s": r[1]}
+        if p == "ws":
+            d.update({"successful_responses_per_s": r[2], "error_responses_per_s": r[4],
+                      "announce_responses_per_s": r[5], "invalid_answers": r[3]})
+        else:
+            d.update({"announce_responses_per_s": r[2], "invalid_answers": r[3]})
+        return d
+
     json_path = re.sub(r"\.txt$", "", path) + ".json"
     with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(
-            [
-                {"protocol": p, "tracker": n, "round": r[0], "responses_per_s": r[1],
-                 "announce_responses_per_s": r[2], "invalid_answers": r[3]}
-                for (p, n), runs in sorted(rows.items()) for r in runs
-            ],
-            f,
-            indent=1,
-        )
+        json.dump([record(p, n, r) for (p, n), runs in sorted(rows.items()) for r in runs], f,
+                  indent=1)
 
-    def spread(values):
+    def spread(values, digits=0):
         if not values:
             return "n/a"
-        return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+        m, lo, hi = statistics.median(values), min(values), max(values)
+        return f"{m:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
 
-    print("| protocol | tracker | responses/s median (min–max) | announce responses/s | invalid answers |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for (proto, name), runs in sorted(rows.items()):
-        print(
-            f"| {proto} | {name} | {spread([r[1] for r in runs])} | "
-            f"{spread([r[2] for r in runs])} | {sum(r[3] for r in runs)} |"
-        )
-    print()
-    print("| protocol | ours / fastest valid other | per-round ratios median (min–max) |")
+    plain = [(k, v) for k, v in sorted(rows.items()) if k[0] != "ws"]
+    ws = [(k, v) for k, v in sorted(rows.items()) if k[0] == "ws"]
+    if plain:
+        print("| protocol | tracker | responses/s median (min–max) | announce responses/s | invalid answers |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for (proto, name), runs in plain:
+            print(
+                f"| {proto} | {name} | {spread([r[1] for r in runs])} | "
+                f"{spread([r[2] for r in runs])} | {sum(r[3] for r in runs)} |"
+            )
+        print()
+    if ws:
+        print("| protocol | tracker | responses/s median (min–max) | successful responses/s "
+              "| announce responses/s | error responses/s | undecodable |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for (proto, name), runs in ws:
+            print(
+                f"| {proto} | {name} | {spread([r[1] for r in runs])} | "
+                f"{spread([r[2] for r in runs])} | {spread([r[5] for r in runs])} | "
+                f"{spread([r[4] for r in runs], 1)} | {sum(r[3] for r in runs)} |"
+            )
+        print()
+    print("| protocol | ours / other | per-round ratios median (min–max) |")
     print("| --- | --- | ---: |")
     for proto in sorted({p for p, _ in rows}):
-        # Ratios compare successful announce answers per second (column 3), so a tracker
-        # answering fast with refusals gains nothing.
+        # Ratios compare successful answers per second (column 3: announce answers for
+        # UDP/HTTP, every non-error message for WebSocket), so a tracker answering fast with
+        # refusals gains nothing.
         ours = {r[0]: r[2] for r in rows.get((proto, "megatorrent"), [])}
         # An anchor whose answers the load tester cannot read (opentracker's whitelist build
         # refuses unknown info-hashes) is no anchor.
@@ -131,9 +184,11 @@ def summary(path):
         if not ours or not anchors:
             print(f"| {proto} | no valid anchor measured | |")
             continue
-        best_name, best = max(anchors, key=lambda a: statistics.median([r[2] for r in a[1]]))
-        ratios = [ours[r[0]] / r[2] for r in best if r[0] in ours and r[2] > 0]
-        print(f"| {proto} | vs {best_name} | {spread_ratio(ratios)} |")
+        anchors.sort(key=lambda a: -statistics.median([r[2] for r in a[1]]))
+        for i, (name, runs) in enumerate(anchors):
+            ratios = [ours[r[0]] / r[2] for r in runs if r[0] in ours and r[2] > 0]
+            label = f"vs {name}" + (" (fastest)" if i == 0 else "")
+            print(f"| {proto} | {label} | {spread_ratio(ratios)} |")
 
 
 def spread_ratio(values):
@@ -149,5 +204,7 @@ if __name__ == "__main__":
         compact(target)
     elif mode == "summary":
         summary(target)
-    else:
+    elif mode in ("server", "server-tls") or mode.startswith("load-"):
         patch(target, port, mode, sys.argv[4] if len(sys.argv) > 4 else "0")
+    else:
+        sys.exit(f"bench_config.py: unknown mode {mode!r} (see the docstring)")
