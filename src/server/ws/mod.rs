@@ -41,6 +41,9 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How long the writer may take to flush queued frames and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// The most queued frames written behind one another before a flush.
+const WRITE_BATCH: usize = 64;
+
 /// State shared by all sockets.
 #[derive(Default)]
 pub struct WsShared {
@@ -231,7 +234,7 @@ async fn write_loop(
             _ = ticker.tick() => Message::Ping(Bytes::new()),
         };
         let sent = tokio::select! {
-            r = sink.send(msg) => r.is_ok(),
+            r = send_batch(&mut sink, &mut rx, msg) => r.is_ok(),
             () = closer.closed() => false,
         };
         if !sent {
@@ -256,6 +259,25 @@ async fn write_loop(
         sink.close().await
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, finish).await;
+}
+
+/// Write `first` and then the frames already queued behind it (at most
+/// [`WRITE_BATCH`]), and flush once: under load a socket's backlog leaves in a few large
+/// writes rather than one write system call per frame. An idle socket still gets each frame
+/// at once (nothing is waited for).
+async fn send_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Frame>,
+    first: Message,
+) -> Result<(), axum::Error> {
+    sink.feed(first).await?;
+    for _ in 0..WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(f) => sink.feed(Message::Text(f)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
 }
 
 /// The WebSocket bounds, as `/v1/info` shows them.
