@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const KEYS: u8 = 12;
+/// Concurrent writers (each over its own keys), so the kills land in group-committed batches.
+const WRITERS: usize = 4;
 const KILLS: usize = 3;
 /// Acknowledged publishes to wait for in each life of the server before killing it.
 const ACKS_PER_LIFE: usize = 40;
@@ -74,23 +76,30 @@ async fn soak(database_url: &str, dir: &std::path::Path) {
     for _ in 0..KILLS {
         let mut daemon = spawn_daemon(database_url, dir).await;
         let count = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(writer(daemon.addr, keys.clone(), seq, count.clone()));
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let own: Vec<SigningKey> = keys.iter().skip(w).step_by(WRITERS).cloned().collect();
+                tokio::spawn(writer(daemon.addr, Arc::new(own), seq, count.clone()))
+            })
+            .collect();
         tokio::time::timeout(Duration::from_secs(120), async {
             while count.load(Ordering::Relaxed) < ACKS_PER_LIFE {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .expect("the writer made no progress");
-        // SIGKILL in the middle of the writer's stream of publishes.
+        .expect("the writers made no progress");
+        // SIGKILL in the middle of the writers' streams of publishes.
         daemon.child.start_kill().unwrap();
         daemon.child.wait().await.unwrap();
-        let (last, done) = tokio::time::timeout(Duration::from_secs(60), task)
-            .await
-            .expect("writer did not notice the kill")
-            .unwrap();
-        seq = last;
-        acked.extend(done);
+        for task in tasks {
+            let (last, done) = tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("writer did not notice the kill")
+                .unwrap();
+            seq = seq.max(last);
+            acked.extend(done);
+        }
     }
     assert!(acked.len() >= KILLS * ACKS_PER_LIFE);
 

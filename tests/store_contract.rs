@@ -6,6 +6,8 @@
 // `#[tokio::test]`s, which clippy cannot see through.
 #![allow(clippy::unwrap_used)]
 
+#[path = "store_contract/batches.rs"]
+mod batches;
 mod common;
 #[path = "store_contract/mail.rs"]
 mod mail;
@@ -24,6 +26,7 @@ use megatorrent::store::{
 };
 use rand::seq::SliceRandom;
 
+use batches::concurrent_manifest_batches_match_a_sequential_order;
 use common::pg::PgTestDb;
 use mail::{
     concurrent_mail_puts_respect_the_quota, mailbox_nonces_are_single_use,
@@ -111,6 +114,7 @@ contract!(
     stats_count_live_rows,
     extreme_values_round_trip,
     concurrent_manifest_puts_never_regress,
+    concurrent_manifest_batches_match_a_sequential_order,
     concurrent_pointer_puts_never_regress,
     reopened_store_keeps_its_data,
     passkeys_add_remove_and_list,

@@ -152,6 +152,7 @@ impl ApiError {
             Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             Self::BodyRead => (StatusCode::BAD_REQUEST, "bad-body"),
             Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query"),
+            Self::Store(StoreError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, "store-busy"),
             Self::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
@@ -174,6 +175,9 @@ impl ApiError {
 
     fn body(&self, code: &'static str) -> Value {
         match self {
+            Self::Store(StoreError::Busy) => json!({
+                "error": code, "message": "the write queue is full; try again later",
+            }),
             Self::Store(_) => json!({"error": code, "message": "internal error"}),
             Self::Conflict { current, .. } => json!({
                 "error": code, "message": self.to_string(), "currentSequence": current,
@@ -418,6 +422,7 @@ mod tests {
             (ApiError::BadQuery("x"), 400, "invalid-query"),
             (ApiError::Unavailable, 503, "unavailable"),
             (ApiError::StoreFull, 507, "store-full"),
+            (ApiError::Store(StoreError::Busy), 503, "store-busy"),
             (MailAuthError::Missing("x").into(), 401, "auth-missing"),
             (MailAuthError::Malformed("x").into(), 400, "auth-malformed"),
             (MailAuthError::Expired.into(), 401, "auth-expired"),

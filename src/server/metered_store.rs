@@ -200,4 +200,8 @@ impl Store for MeteredStore {
     fn pool_usage(&self) -> Option<PoolUsage> {
         self.inner.pool_usage()
     }
+
+    fn group_commit_stats(&self) -> Option<crate::store::GroupCommitStats> {
+        self.inner.group_commit_stats()
+    }
 }

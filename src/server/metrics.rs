@@ -476,6 +476,29 @@ pub(super) fn register_state_gauges(state: &AppState) {
             }),
         )
         .family(
+            "megatorrent_db_manifest_batches_total",
+            "Manifest group-commit transactions, by result (failed ones are retried singly).",
+            SnapshotKind::Counter,
+            &["result"],
+            read(|i| match i.store.group_commit_stats() {
+                Some(g) => vec![
+                    (vec!["committed"], g.batches as f64),
+                    (vec!["failed"], g.failed_batches as f64),
+                ],
+                None => vec![],
+            }),
+        )
+        .family(
+            "megatorrent_db_manifest_batch_writes_total",
+            "Manifest writes committed by group-commit transactions.",
+            SnapshotKind::Counter,
+            &[],
+            read(|i| match i.store.group_commit_stats() {
+                Some(g) => vec![(vec![], g.writes as f64)],
+                None => vec![],
+            }),
+        )
+        .family(
             "megatorrent_rate_limit_tracked_keys",
             "Client and publisher keys held by the rate limiters.",
             Gauge,

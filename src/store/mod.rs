@@ -11,6 +11,9 @@ use async_trait::async_trait;
 
 use crate::proto::{PublicKey, Signature};
 
+pub use group::{GroupCommitStats, MAX_BATCH_BYTES, MAX_BATCH_WRITES, QUEUE_CAPACITY};
+
+mod group;
 mod mail;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -36,6 +39,12 @@ pub enum StoreError {
     /// A row held data that does not decode (corruption or a foreign writer).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The manifest write queue stayed full for the whole acquire timeout.
+    #[error("the manifest write queue is full")]
+    Busy,
+    /// The manifest writer task is gone (the store is closing).
+    #[error("the manifest writer has stopped")]
+    WriterStopped,
 }
 
 /// A manifest ready to store: already verified by the caller.
@@ -207,7 +216,8 @@ pub trait Store: Send + Sync + 'static {
     /// Store `rec` if its sequence is above the slot's high-water mark (atomically: racing
     /// writers can never let a lower sequence overwrite a higher one). The same sequence
     /// with identical bytes is [`PutOutcome::Unchanged`]; anything else not above the mark
-    /// is [`PutOutcome::Conflict`].
+    /// is [`PutOutcome::Conflict`]. Concurrent calls are group-committed (the
+    /// `group` module): the same outcomes as one after the other, in arrival order.
     async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError>;
 
     /// The live manifest for `key`, if any.
@@ -325,6 +335,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Pool occupancy if the backend has a pool (summed over its pools). Cheap: no I/O.
     fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
+
+    /// Manifest group-commit counters, if the backend batches. Cheap: no I/O.
+    fn group_commit_stats(&self) -> Option<GroupCommitStats> {
         None
     }
 }

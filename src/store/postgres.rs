@@ -2,7 +2,9 @@
 //!
 //! # Conditional writes
 //!
-//! A put runs in one `READ COMMITTED` transaction:
+//! Manifest writes are group-committed: one task applies whatever is queued in one
+//! transaction (the store's `group` module and `postgres/manifest.rs`). Every other put runs
+//! in one `READ COMMITTED` transaction of its own:
 //!
 //! 1. `SELECT … FOR UPDATE` the slot's row. If it exists it is now locked until commit, so
 //!    the outcome (`Created` over a tombstone, `Updated`, `Unchanged`, `Conflict`) is decided
@@ -17,6 +19,7 @@
 //! all writes above are safe across connections.
 
 mod mailbox;
+mod manifest;
 mod profile;
 
 use std::str::FromStr;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::group::GroupCommit;
 use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
     MailMeta, MailPut, MailQuota, MailRecord, MailTotals, ManifestRecord, PointerRecord,
@@ -41,6 +45,8 @@ const PUT_ATTEMPTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The manifest group-commit queue (its task writes through `pool`).
+    manifests: GroupCommit,
 }
 
 impl PgStore {
@@ -58,7 +64,9 @@ impl PgStore {
             .connect_with(conn)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let wait = Duration::from_secs(opts.acquire_timeout_secs);
+        let manifests = GroupCommit::spawn(manifest::Writer(pool.clone()), wait);
+        Ok(Self { pool, manifests })
     }
 
     /// The connection pool, for features that need PostgreSQL itself (`LISTEN`/`NOTIFY`).
@@ -71,65 +79,7 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError> {
-        let seq = seq_to_db(rec.sequence)?;
-        let key = &rec.key.as_bytes()[..];
-        for _ in 0..PUT_ATTEMPTS {
-            let mut tx = self.pool.begin().await?;
-            let row: Option<(i64, bool, bool)> = sqlx::query_as(
-                "SELECT sequence, body IS NOT NULL, coalesce(body = $2, false) \
-                 FROM manifests WHERE public_key = $1 FOR UPDATE",
-            )
-            .bind(key)
-            .bind(&rec.body[..])
-            .fetch_optional(&mut *tx)
-            .await?;
-            let slot = match row {
-                Some((s, live, same)) => Some(Slot {
-                    sequence: seq_from_db(s, "manifest")?,
-                    live,
-                    same,
-                }),
-                None => None,
-            };
-            let outcome = match plan(rec.sequence, slot) {
-                Plan::Done(outcome) => Some(outcome),
-                Plan::Insert => {
-                    let done = sqlx::query(
-                        "INSERT INTO manifests (public_key, sequence, body, updated_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (public_key) DO NOTHING",
-                    )
-                    .bind(key)
-                    .bind(seq)
-                    .bind(&rec.body[..])
-                    .bind(rec.updated_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                    (done.rows_affected() == 1).then_some(PutOutcome::Created)
-                }
-                Plan::Replace { was_live } => {
-                    let done = sqlx::query(
-                        "UPDATE manifests SET sequence = $2, body = $3, updated_at = $4 \
-                         WHERE public_key = $1 AND sequence < $2",
-                    )
-                    .bind(key)
-                    .bind(seq)
-                    .bind(&rec.body[..])
-                    .bind(rec.updated_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                    (done.rows_affected() == 1).then_some(if was_live {
-                        PutOutcome::Updated
-                    } else {
-                        PutOutcome::Created
-                    })
-                }
-            };
-            tx.commit().await?;
-            if let Some(outcome) = outcome {
-                return Ok(outcome);
-            }
-        }
-        Err(gave_up("manifest", PUT_ATTEMPTS))
+        self.manifests.put(rec).await
     }
 
     async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
@@ -407,6 +357,10 @@ impl Store for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn group_commit_stats(&self) -> Option<super::GroupCommitStats> {
+        Some(self.manifests.stats())
     }
 
     fn pool_usage(&self) -> Option<super::PoolUsage> {

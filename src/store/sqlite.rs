@@ -4,7 +4,8 @@
 //!
 //! Two pools over one database file:
 //!
-//! * `writer` holds exactly one connection and every write goes through it. This process's
+//! * `writer` holds exactly one connection and every write goes through it. Manifest writes
+//!   are group-committed by one task (the store's `group` module, `sqlite/manifest.rs`). This process's
 //!   writers therefore queue in the pool (bounded by the acquire timeout) instead of racing
 //!   for SQLite's single write lock and failing with `SQLITE_BUSY`. Conditional writes run in
 //!   `BEGIN IMMEDIATE` transactions, which take the write lock up front, so the read that
@@ -22,6 +23,7 @@
 //! process crash (`kill -9`) but not power loss. See [`StoreOptions::sqlite_sync_full`].
 
 mod mailbox;
+mod manifest;
 mod profile;
 
 use std::str::FromStr;
@@ -32,6 +34,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::group::GroupCommit;
 use super::slot::{count_from_db, gave_up, plan, seq_from_db, seq_to_db, Plan, Slot};
 use super::{
     MailMeta, MailPut, MailQuota, MailRecord, MailTotals, ManifestRecord, PointerRecord,
@@ -55,6 +58,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Connections for reads (the same pool as `writer` for an in-memory database).
     reader: SqlitePool,
+    /// The manifest group-commit queue (its task writes through `writer`).
+    manifests: GroupCommit,
 }
 
 impl SqliteStore {
@@ -102,73 +107,19 @@ impl SqliteStore {
                 .connect_with(conn.create_if_missing(false).read_only(true))
                 .await?
         };
-        Ok(Self { writer, reader })
+        let manifests = GroupCommit::spawn(manifest::Writer(writer.clone()), acquire);
+        Ok(Self {
+            writer,
+            reader,
+            manifests,
+        })
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_manifest(&self, rec: &ManifestRecord) -> Result<PutOutcome, StoreError> {
-        let seq = seq_to_db(rec.sequence)?;
-        let key = &rec.key.as_bytes()[..];
-        for _ in 0..PUT_ATTEMPTS {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let row: Option<(i64, bool, bool)> = sqlx::query_as(
-                "SELECT sequence, body IS NOT NULL, coalesce(body = ?2, 0) \
-                 FROM manifests WHERE public_key = ?1",
-            )
-            .bind(key)
-            .bind(&rec.body[..])
-            .fetch_optional(&mut *tx)
-            .await?;
-            let slot = match row {
-                Some((s, live, same)) => Some(Slot {
-                    sequence: seq_from_db(s, "manifest")?,
-                    live,
-                    same,
-                }),
-                None => None,
-            };
-            let outcome = match plan(rec.sequence, slot) {
-                Plan::Done(outcome) => Some(outcome),
-                Plan::Insert => {
-                    let done = sqlx::query(
-                        "INSERT INTO manifests (public_key, sequence, body, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO NOTHING",
-                    )
-                    .bind(key)
-                    .bind(seq)
-                    .bind(&rec.body[..])
-                    .bind(rec.updated_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                    (done.rows_affected() == 1).then_some(PutOutcome::Created)
-                }
-                Plan::Replace { was_live } => {
-                    // Conditional on the mark, so even a stale read could never lower it.
-                    let done = sqlx::query(
-                        "UPDATE manifests SET sequence = ?2, body = ?3, updated_at = ?4 \
-                         WHERE public_key = ?1 AND sequence < ?2",
-                    )
-                    .bind(key)
-                    .bind(seq)
-                    .bind(&rec.body[..])
-                    .bind(rec.updated_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                    (done.rows_affected() == 1).then_some(if was_live {
-                        PutOutcome::Updated
-                    } else {
-                        PutOutcome::Created
-                    })
-                }
-            };
-            tx.commit().await?;
-            if let Some(outcome) = outcome {
-                return Ok(outcome);
-            }
-        }
-        Err(gave_up("manifest", PUT_ATTEMPTS))
+        self.manifests.put(rec).await
     }
 
     async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
@@ -446,6 +397,10 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn group_commit_stats(&self) -> Option<super::GroupCommitStats> {
+        Some(self.manifests.stats())
     }
 
     fn pool_usage(&self) -> Option<super::PoolUsage> {
