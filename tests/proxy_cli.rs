@@ -4,7 +4,7 @@
 #![cfg(feature = "client")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -12,6 +12,25 @@ use tokio::process::Command;
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Run `megatorrent PRE… ARGS…` in `home` with none of the network settings coming from the
+/// environment, stdin closed; fails the test if it runs for over a minute.
+async fn run_isolated(home: &std::path::Path, pre: &[&str], args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
+        .args(pre)
+        .args(args)
+        .env("MEGATORRENT_HOME", home)
+        .env_remove("MEGATORRENT_PROXY")
+        .env_remove("MEGATORRENT_SERVER")
+        .env_remove("MEGATORRENT_TOR")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("megatorrent hung instead of failing fast")
+        .unwrap()
 }
 
 #[tokio::test]
@@ -108,20 +127,12 @@ async fn closed_proxy_fails_identity_commands_too() {
         &["channel", "invite", "c", &key],
     ];
     for args in with_identity {
-        let out = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-            .args(["--proxy", &proxy, "--server", &server])
-            .args(args)
-            .env("MEGATORRENT_HOME", id_home.path())
-            .env_remove("MEGATORRENT_PROXY")
-            .env_remove("MEGATORRENT_SERVER")
-            .env_remove("MEGATORRENT_TOR")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(60), out)
-            .await
-            .expect("megatorrent hung instead of failing fast")
-            .unwrap();
+        let out = run_isolated(
+            id_home.path(),
+            &["--proxy", &proxy, "--server", &server],
+            args,
+        )
+        .await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
@@ -178,20 +189,7 @@ async fn torrent_commands_check_peer_flags_before_any_network_use() {
         ),
     ];
     for (args, wanted) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_megatorrent"))
-            .args(["--server", &server])
-            .args(args)
-            .env("MEGATORRENT_HOME", home.path())
-            .env_remove("MEGATORRENT_SERVER")
-            .env_remove("MEGATORRENT_PROXY")
-            .env_remove("MEGATORRENT_TOR")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(60), out)
-            .await
-            .expect("megatorrent hung")
-            .unwrap();
+        let out = run_isolated(home.path(), &["--server", &server], args).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");

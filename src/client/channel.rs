@@ -11,7 +11,7 @@ pub mod invite;
 pub mod seal;
 pub mod store;
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -19,6 +19,7 @@ use clap::Subcommand;
 use super::cli::{emit, note, Cli, CliError};
 use super::contacts::Contacts;
 use super::identity::{Home, IdentityError};
+use super::localfile::LocalFileError;
 
 /// `megatorrent channel` subcommands.
 #[derive(Debug, Subcommand)]
@@ -90,25 +91,9 @@ pub enum ChannelError {
     /// The channel's identity could not be used.
     #[error(transparent)]
     Identity(Box<IdentityError>),
-    /// A file could not be read or written.
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// A channel file is not valid.
-    #[error("{} is corrupt: {reason}", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong (never the content).
-        reason: String,
-    },
+    /// A channel file could not be read or written, or is not valid.
+    #[error(transparent)]
+    File(#[from] LocalFileError),
 }
 
 fn kind(private: bool) -> &'static str {

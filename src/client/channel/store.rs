@@ -24,6 +24,7 @@ use crate::client::contacts::check_name;
 use crate::client::identity::{
     read_small, replace_atomically, write_new_private, Home, Identity, IdentityError,
 };
+use crate::client::localfile::LocalFileError;
 use crate::proto::PublicKey;
 
 /// The directory of own channels inside the home directory.
@@ -109,10 +110,12 @@ fn channels_dir(home: &Home) -> PathBuf {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ChannelError {
     let path = path.to_owned();
-    move |source| ChannelError::Io {
-        action,
-        path,
-        source,
+    move |source| {
+        ChannelError::File(LocalFileError::Io {
+            action,
+            path,
+            source,
+        })
     }
 }
 
@@ -194,10 +197,7 @@ pub fn load(home: &Home, name: &str) -> Result<Channel, ChannelError> {
     let identity = ch_home.load_identity()?;
     let path = ch_home.dir().join(CHANNEL_FILE);
     let bytes = read_small(&path).map_err(io_err("read", &path))?;
-    let corrupt = |reason: String| ChannelError::Corrupt {
-        path: path.clone(),
-        reason,
-    };
+    let corrupt = |reason: String| ChannelError::from(LocalFileError::corrupt(&path, reason));
     // The parser's message could quote the read key: give a fixed reason instead.
     let settings: Settings = serde_json::from_slice(&bytes)
         .map_err(|_| corrupt("not a channel settings file".into()))?;
@@ -277,16 +277,10 @@ pub enum Imported {
 /// Store the channel exported in `file` as `name` (default: the exported name).
 pub fn import(home: &Home, file: &Path, name: Option<&str>) -> Result<Imported, ChannelError> {
     let bytes = read_small(file).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData => ChannelError::Corrupt {
-            path: file.to_owned(),
-            reason: "file is too large".into(),
-        },
+        io::ErrorKind::InvalidData => LocalFileError::corrupt(file, "file is too large").into(),
         _ => io_err("read", file)(e),
     })?;
-    let corrupt = |reason: &str| ChannelError::Corrupt {
-        path: file.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let corrupt = |reason: &str| ChannelError::from(LocalFileError::corrupt(file, reason));
     // The parser's message could quote the secret: give a fixed reason instead.
     let parsed: Export =
         serde_json::from_slice(&bytes).map_err(|_| corrupt("not an exported channel"))?;
@@ -334,10 +328,7 @@ fn load_received(home: &Home) -> Result<ReceivedFile, ChannelError> {
         }
         Err(e) => return Err(io_err("read", &path)(e)),
     };
-    let corrupt = |reason: String| ChannelError::Corrupt {
-        path: path.clone(),
-        reason,
-    };
+    let corrupt = |reason: String| ChannelError::from(LocalFileError::corrupt(&path, reason));
     let file: ReceivedFile =
         serde_json::from_slice(&bytes).map_err(|_| corrupt("not a channel key file".into()))?;
     if file.version != VERSION {
@@ -477,7 +468,7 @@ mod tests {
         std::fs::write(&out, b"{\"format\":\"x\"}").unwrap();
         assert!(matches!(
             import(&b, &out, None),
-            Err(ChannelError::Corrupt { .. })
+            Err(ChannelError::File(LocalFileError::Corrupt { .. }))
         ));
     }
 
@@ -503,7 +494,7 @@ mod tests {
         std::fs::write(h.dir().join(RECEIVED_FILE), b"[]").unwrap();
         assert!(matches!(
             read_key_for(&h, &ch),
-            Err(ChannelError::Corrupt { .. })
+            Err(ChannelError::File(LocalFileError::Corrupt { .. }))
         ));
     }
 }
