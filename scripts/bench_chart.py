@@ -49,6 +49,7 @@ def lookup_chart(rs, out):
     ax.set_xscale("log")
     ax.set_xlabel("stored identities")
     ax.set_ylabel("lookup req/s (median, min–max)")
+    ax.set_ylim(bottom=0)
     ax.set_title("lookup throughput against identity count")
     ax.grid(True, alpha=0.3)
     ax.legend()
