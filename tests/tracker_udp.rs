@@ -386,3 +386,49 @@ async fn private_mode_reads_the_passkey_from_bep41_url_data() {
     c.expect_error("passkey").await;
     server.stop().await;
 }
+
+/// A burst from many sockets at once (so the server takes several datagrams per receive
+/// call and answers them with one send call): every request gets exactly its own answer at
+/// its own sender, and junk inside the burst is dropped without disturbing the rest.
+#[tokio::test]
+async fn a_burst_from_many_sockets_gets_every_answer_at_its_sender() {
+    const CLIENTS: usize = 8;
+    const EACH: u32 = 24;
+    let server = server(false).await;
+    let addr = server.udp_addr.unwrap();
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let c = Client::new(addr).await;
+        // Transaction ids unique across clients, so a reply sent to the wrong socket shows.
+        c.next_tid.set(1000 * u32::try_from(i).unwrap() + 1);
+        clients.push(c);
+    }
+    for round in 0..EACH {
+        for (i, c) in clients.iter().enumerate() {
+            if round == EACH / 2 && i % 2 == 0 {
+                // Junk: too short to carry a connection id, so dropped unanswered.
+                c.send_raw(b"\x00\x01").await;
+            }
+            c.send(&Request::Connect(ConnectRequest {
+                transaction_id: c.tid(),
+            }))
+            .await;
+        }
+    }
+    for (i, c) in clients.iter().enumerate() {
+        let base = 1000 * u32::try_from(i).unwrap() + 1;
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..EACH {
+            match c.recv().await {
+                Response::Connect(r) => assert!(seen.insert(r.transaction_id.0), "{r:?} twice"),
+                other => panic!("expected a connect answer, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            seen,
+            (base..base + EACH).collect(),
+            "every request answered once"
+        );
+        c.assert_no_reply().await;
+    }
+}

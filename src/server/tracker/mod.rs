@@ -25,6 +25,7 @@ pub mod http;
 pub mod passkey;
 pub mod stats;
 pub mod swarm;
+pub mod udp_batch;
 pub mod udp_server;
 
 pub use access::{AccessList, AccessListError};

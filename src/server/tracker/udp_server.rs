@@ -1,7 +1,9 @@
 //! The BEP 15 UDP tracker: a few receive loops sharing one socket.
 //!
-//! Each loop owns its receive buffer, reply buffer and peer selection, so the steady state
-//! allocates nothing per packet. Datagrams longer than [`udp::MAX_REQUEST_LEN`] are refused
+//! Each loop owns its receive buffers, reply buffer and peer selection, and takes the
+//! datagrams waiting on the socket in one system call and answers them in one
+//! ([`super::udp_batch`]), so the steady state allocates nothing per packet (only the
+//! small per-call header arrays). Datagrams longer than [`udp::MAX_REQUEST_LEN`] are refused
 //! by the parser (the receive buffer is a little larger so they are seen as too long, not
 //! silently truncated into something valid).
 //!
@@ -23,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::stats::{Outcome, Protocol};
+use super::udp_batch::Batch;
 use super::{Passkey, Refusal, Selection};
 use crate::proto::udp::{
     self, write_announce_header, write_error, write_peer_v4, write_peer_v6, ConnectResponse,
@@ -89,14 +92,14 @@ enum Step {
 
 impl Ctx {
     async fn run(self, shutdown: CancellationToken) {
-        let mut buf = vec![0u8; RECV_BUF];
+        let mut batch = Batch::new(RECV_BUF);
         let mut out = Vec::with_capacity(1500);
         let mut sel = Selection::default();
         loop {
-            let (n, from) = tokio::select! {
+            let n = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok(got) => got,
+                r = batch.recv(&self.socket) => match r {
+                    Ok(n) => n,
                     Err(e) => {
                         tracing::debug!(error = %e, "udp receive failed");
                         // Never spin on a persistent error.
@@ -105,13 +108,18 @@ impl Ctx {
                     }
                 },
             };
-            out.clear();
-            let packet = buf.get(..n).unwrap_or_default();
-            match self.handle(packet, from, &mut out, &mut sel) {
-                Step::Reply => self.send(&out, from).await,
-                Step::Drop => {}
-                Step::Lookup(req, passkey) => self.spawn_lookup(*req, passkey, from),
+            for i in 0..n {
+                let Some((packet, from)) = batch.datagram(i) else {
+                    continue;
+                };
+                out.clear();
+                match self.handle(packet, from, &mut out, &mut sel) {
+                    Step::Reply => batch.push_reply(&out, from),
+                    Step::Drop => {}
+                    Step::Lookup(req, passkey) => self.spawn_lookup(*req, passkey, from),
+                }
             }
+            batch.flush(&self.socket).await;
         }
     }
 
