@@ -409,10 +409,21 @@ async fn embedded_onion_server(net: &TorNet) {
         .await
         .unwrap()
         .with_connect_timeout(Duration::from_secs(60));
-    let mut stream = tor
-        .connect(&TargetAddr::new(&onion, 80).unwrap())
-        .await
-        .unwrap();
+    // C tor reaching the service does not mean every HSDir has its descriptor yet, and this
+    // fresh arti client may ask other ones (one CI run got 404 from all six it asked): retry,
+    // each attempt a new descriptor fetch, for up to a minute.
+    let target = TargetAddr::new(&onion, 80).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stream = loop {
+        match tor.connect(&target).await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("arti: the embedded onion service is not reachable yet ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("arti never reached the embedded onion service: {e:?}"),
+        }
+    };
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await

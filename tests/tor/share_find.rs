@@ -190,9 +190,12 @@ async fn spawn_seeder(home: &Path, args: &[&str]) -> (tokio::process::Child, u16
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+    // The line comes after the first round of announces, and through Tor each may wait out
+    // the 30 s request timeout while a fresh onion descriptor spreads (one CI run took over
+    // 120 s): allow several such rounds, still bounded.
+    let line = tokio::time::timeout(Duration::from_secs(400), lines.next_line())
         .await
-        .expect("the seeder printed nothing within 120 s")
+        .expect("the seeder printed nothing within 400 s")
         .unwrap()
         .expect("the seeder exited before it was seeding");
     let words: Vec<&str> = line.split_whitespace().collect();
