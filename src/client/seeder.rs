@@ -30,6 +30,11 @@ pub const RESCAN: Duration = Duration::from_secs(2);
 pub const MIN_REANNOUNCE: Duration = Duration::from_secs(15);
 /// See [`MIN_REANNOUNCE`].
 pub const MAX_REANNOUNCE: Duration = Duration::from_secs(1800);
+/// `share --detach` waits this many `--timeout`s (plus `--tor-bootstrap-timeout` with
+/// `--tor`) for the background seeder's first successful announce: one for starting (the
+/// onion service), one for an announce that times out, one for the retry
+/// [`MIN_REANNOUNCE`] later.
+pub const STARTUP_TIMEOUTS: u32 = 3;
 
 /// `megatorrent seed` arguments.
 #[derive(Debug, Args)]
@@ -165,7 +170,11 @@ pub async fn ensure_background(
             .map_err(|e| FeedError::Seeder(e.to_string()))?;
         child = Some(spawned);
     }
-    let deadline = Instant::now() + Duration::from_secs(cli.timeout);
+    let mut limit = Duration::from_secs(cli.timeout).saturating_mul(STARTUP_TIMEOUTS);
+    if cli.net.tor {
+        limit = limit.saturating_add(Duration::from_secs(cli.net.tor_bootstrap_timeout));
+    }
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if is_seeding(home, &hashes) {
             return Ok(());
@@ -179,11 +188,30 @@ pub async fn ensure_background(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(FeedError::Seeder(format!(
-        "it did not seed the new torrents within {}s",
-        cli.timeout
-    ))
-    .into())
+    let mut why = format!(
+        "it did not announce the new torrents within {}s",
+        limit.as_secs()
+    );
+    if let Some(last) = last_warning(&home.dir().join("seed.log")) {
+        why.push_str(&format!(" (its last warning: {last})"));
+    }
+    Err(FeedError::Seeder(why).into())
+}
+
+/// The last `warning:` line of a seeder's log, without the prefix (only the log's last
+/// 64 KiB are read).
+fn last_warning(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    file.take(TAIL).read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("warning: ").map(str::to_owned))
 }
 
 struct Seeding {
@@ -393,6 +421,23 @@ pub(crate) async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_warning_of_a_seeders_log_is_found_even_in_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("seed.log");
+        assert_eq!(last_warning(&log), None, "no log yet");
+        let mut text = "warning: announce failed: old\n".to_owned();
+        text.push_str(&"tor: bootstrap 100%\n".repeat(10_000));
+        text.push_str("warning: announce failed: connection refused\nseeding 2 torrents\n");
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(
+            last_warning(&log).as_deref(),
+            Some("announce failed: connection refused")
+        );
+        std::fs::write(&log, "tor: bootstrap 100%\n").unwrap();
+        assert_eq!(last_warning(&log), None);
+    }
 
     #[test]
     fn a_running_seeder_takes_torrents_only_in_its_own_mode() {
