@@ -21,15 +21,17 @@ use crate::Opts;
 /// How long one publish may take to reach everyone before the stragglers count as lost.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a subscriber task reports.
-enum Event {
+/// What a subscriber task reports (also used by `mixed`).
+pub enum Event {
     Ready,
     Failed(String),
     /// Received the manifest with this sequence at this instant.
     Got(u64, Instant),
 }
 
-async fn subscriber(
+/// One WebSocket subscriber of `key`, connected from `source`; reports on `events` until
+/// `done` changes. `permit` is released once the subscription is confirmed.
+pub async fn subscriber(
     target: SocketAddr,
     host: String,
     source: Ipv4Addr,
@@ -80,57 +82,109 @@ async fn subscriber(
     }
 }
 
+/// Open WebSocket subscribers, each of its own key.
+pub struct Subscribers {
+    /// What the subscriber tasks report.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// Subscriptions confirmed.
+    pub ready: u64,
+    /// Why the others failed.
+    pub failures: Vec<String>,
+    /// Seconds until every subscriber was ready or had failed.
+    pub open_secs: f64,
+    done: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Subscribers {
+    /// Open `n` subscribers, the `i`-th of `key(i)`, from source addresses 127.0.0.2…
+    /// (`--sources` of them) with at most `--concurrency` handshakes in flight, and wait
+    /// until each is ready or has failed (or nothing happens for [`DELIVERY_TIMEOUT`]).
+    pub async fn open(
+        opts: &Opts,
+        target: &Target,
+        n: u64,
+        key: impl Fn(u64) -> String,
+    ) -> anyhow::Result<Self> {
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let (done, done_rx) = watch::channel(false);
+        // Bound the handshakes in flight so the listen backlog does not overflow.
+        let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+        let open_start = Instant::now();
+        let mut tasks = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+        for i in 0..n {
+            let source = Ipv4Addr::new(127, 0, 0, 2 + (i % u64::from(opts.sources)) as u8);
+            let permit = Arc::clone(&gate).acquire_owned().await?;
+            tasks.push(tokio::spawn(subscriber(
+                target.addr,
+                target.host.clone(),
+                source,
+                key(i),
+                tx.clone(),
+                done_rx.clone(),
+                permit,
+            )));
+        }
+        drop(tx);
+        let mut ready = 0u64;
+        let mut failures: Vec<String> = Vec::new();
+        while ready + (failures.len() as u64) < n {
+            match tokio::time::timeout(DELIVERY_TIMEOUT, events.recv()).await {
+                Ok(Some(Event::Ready)) => ready += 1,
+                Ok(Some(Event::Failed(e))) => failures.push(e),
+                Ok(Some(Event::Got(..))) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let open_secs = open_start.elapsed().as_secs_f64();
+        eprintln!(
+            "{ready} of {n} subscribers ready in {open_secs:.1}s ({} failed)",
+            failures.len()
+        );
+        if let Some(first) = failures.first() {
+            eprintln!("first failure: {first}");
+        }
+        Ok(Self {
+            events,
+            ready,
+            failures,
+            open_secs,
+            done,
+            tasks,
+        })
+    }
+
+    /// Record the opening figures in `report`.
+    pub fn report(&self, report: &mut Report) {
+        report
+            .extra
+            .insert("subscribers_ready".into(), json!(self.ready));
+        report
+            .extra
+            .insert("subscribers_failed".into(), json!(self.failures.len()));
+        report
+            .extra
+            .insert("open_secs".into(), json!(self.open_secs));
+    }
+
+    /// Close every subscriber and wait for the tasks.
+    pub async fn close(self) {
+        let _ = self.done.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 pub async fn fanout(opts: &Opts, target: &Target, report: &mut Report) -> anyhow::Result<()> {
     let n = opts.subscribers;
     let key = identity("fanout", opts.seed, now_ms());
     let (key_hex, _) = signed_manifest(&key, 1)?;
     let rss_before = opts.server_pid.map(rss_kib).transpose()?;
-
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (done_tx, done_rx) = watch::channel(false);
-    // Bound the handshakes in flight so the listen backlog does not overflow.
-    let gate = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let open_start = Instant::now();
-    let mut tasks = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let source = Ipv4Addr::new(127, 0, 0, 2 + (i % u64::from(opts.sources)) as u8);
-        let permit = Arc::clone(&gate).acquire_owned().await?;
-        let (t, h, k, e, d) = (
-            target.addr,
-            target.host.clone(),
-            key_hex.clone(),
-            tx.clone(),
-            done_rx.clone(),
-        );
-        tasks.push(tokio::spawn(subscriber(t, h, source, k, e, d, permit)));
-    }
-    drop(tx);
-
-    let mut ready = 0u64;
-    let mut failures: Vec<String> = Vec::new();
-    while ready + (failures.len() as u64) < n {
-        match tokio::time::timeout(DELIVERY_TIMEOUT, rx.recv()).await {
-            Ok(Some(Event::Ready)) => ready += 1,
-            Ok(Some(Event::Failed(e))) => failures.push(e),
-            Ok(Some(Event::Got(..))) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
-    let open_secs = open_start.elapsed().as_secs_f64();
-    eprintln!(
-        "{ready} of {n} subscribers ready in {open_secs:.1}s ({} failed)",
-        failures.len()
-    );
-    if let Some(first) = failures.first() {
-        eprintln!("first failure: {first}");
-    }
-    report
-        .extra
-        .insert("subscribers_ready".into(), json!(ready));
-    report
-        .extra
-        .insert("subscribers_failed".into(), json!(failures.len()));
-    report.extra.insert("open_secs".into(), json!(open_secs));
+    let mut subs = Subscribers::open(opts, target, n, |_| key_hex.clone()).await?;
+    subs.report(report);
+    let ready = subs.ready;
+    let rx = &mut subs.events;
     // Let the server settle (allocator, buffers) before reading its memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     if let (Some(pid), Some((before, _))) = (opts.server_pid, rss_before) {
@@ -188,9 +242,6 @@ pub async fn fanout(opts: &Opts, target: &Target, report: &mut Report) -> anyhow
     report
         .extra
         .insert("publish_ack_us".into(), Value::Array(acks));
-    let _ = done_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
+    subs.close().await;
     Ok(())
 }

@@ -8,6 +8,7 @@
 mod common;
 mod fanout;
 mod kv;
+mod mixed;
 mod report;
 mod tracker;
 
@@ -42,6 +43,9 @@ enum Scenario {
     AnnounceUdp,
     /// One publish to `--subscribers` WebSocket subscribers.
     Fanout,
+    /// A soak blend of lookups, publishes and announces (`--mix`) while `--subscribers`
+    /// WebSocket subscribers watch stored keys.
+    Mixed,
 }
 
 /// Drive a running megatorrent server (or another tracker) and report throughput and
@@ -89,9 +93,16 @@ pub struct Opts {
     /// `numwant` of each announce.
     #[arg(long, default_value_t = 50)]
     numwant: u32,
-    /// WebSocket subscribers for `fanout`.
+    /// WebSocket subscribers for `fanout` and `mixed`.
     #[arg(long, default_value_t = 1_000)]
     subscribers: u64,
+    /// `mixed`: relative weights of the request kinds (`lookup`, `publish`,
+    /// `announce-http`, `announce-udp`; a kind left out weighs 0).
+    #[arg(
+        long,
+        default_value = "lookup=70,publish=5,announce-http=15,announce-udp=10"
+    )]
+    mix: mixed::Weights,
     /// Source addresses 127.0.0.2… that `fanout` spreads its sockets over.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=250))]
     sources: u8,
@@ -147,6 +158,14 @@ impl Opts {
                 m.insert("subscribers".into(), json!(self.subscribers));
                 m.insert("sources".into(), json!(self.sources));
             }
+            Scenario::Mixed => {
+                m.insert("mix".into(), json!(self.mix.to_string()));
+                m.insert("identities".into(), json!(self.identities));
+                m.insert("subscribers".into(), json!(self.subscribers));
+                m.insert("torrents".into(), json!(self.torrents));
+                m.insert("peers".into(), json!(self.peers));
+                m.insert("duration_s".into(), json!(self.duration));
+            }
         }
         m
     }
@@ -182,6 +201,7 @@ async fn run(opts: Opts) -> anyhow::Result<Report> {
             tracker::announce_udp(&opts, udp, &mut report).await?;
         }
         Scenario::Fanout => fanout::fanout(&opts, &target, &mut report).await?,
+        Scenario::Mixed => mixed::mixed(&opts, &target, &mut report).await?,
     }
     report.summarise();
     Ok(report)

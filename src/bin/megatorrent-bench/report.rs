@@ -155,6 +155,9 @@ pub struct Report {
     pub params: Map<String, Value>,
     pub runs: Vec<Run>,
     pub summary: BTreeMap<String, Spread>,
+    /// `mixed`: the runs of each request kind (`runs` holds their sum).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_kind: BTreeMap<String, Vec<Run>>,
     /// Scenario-specific figures (RSS, database bytes, rates of phases, …).
     pub extra: Map<String, Value>,
     pub host: Value,
@@ -170,6 +173,7 @@ impl Report {
             params,
             runs: Vec::new(),
             summary: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
             extra: Map::new(),
             host: host_info(),
             finished_unix: 0,
@@ -243,6 +247,9 @@ impl Report {
                 cell("max_us", ms),
             ));
         }
+        if !self.by_kind.is_empty() {
+            out.push_str(&self.kinds_table());
+        }
         let errors: BTreeMap<&String, u64> = self
             .runs
             .iter()
@@ -262,6 +269,32 @@ impl Report {
             }
         }
         out.push('\n');
+        out
+    }
+
+    /// Each kind of request as median (min–max) over the runs.
+    fn kinds_table(&self) -> String {
+        let mut out = String::from(
+            "\n| kind | ok/run | errors/run | rate/s | p50 ms | p99 ms | max ms |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for (kind, runs) in &self.by_kind {
+            let cell = |f: Field, fmt: fn(f64) -> String| {
+                Spread::of(runs.iter().map(f))
+                    .map(|s| format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)))
+                    .unwrap_or_default()
+            };
+            let count = |v: f64| format!("{v:.0}");
+            out.push_str(&format!(
+                "| {kind} | {} | {} | {} | {} | {} | {} |\n",
+                cell(|r| r.ok as f64, count),
+                cell(|r| r.errors as f64, count),
+                cell(|r| r.rate, count),
+                cell(|r| r.p50_us as f64, ms),
+                cell(|r| r.p99_us as f64, ms),
+                cell(|r| r.max_us as f64, ms),
+            ));
+        }
         out
     }
 

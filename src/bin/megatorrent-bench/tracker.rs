@@ -21,7 +21,7 @@ const UDP_TIMEOUT: Duration = Duration::from_secs(1);
 const UDP_CONN_ID_AGE: Duration = Duration::from_secs(50);
 
 /// One announce of the mix.
-struct Pick {
+pub struct Pick {
     info_hash: [u8; 20],
     peer_id: [u8; 20],
     port: u16,
@@ -31,7 +31,7 @@ struct Pick {
     compact: bool,
 }
 
-fn pick(mix: &mut Mix, opts: &Opts) -> Pick {
+pub fn pick(mix: &mut Mix, opts: &Opts) -> Pick {
     let t = mix.below(opts.torrents);
     let p = mix.below(opts.peers);
     let mut info_hash = [0u8; 20];
@@ -62,7 +62,7 @@ fn percent_encode(bytes: &[u8], out: &mut String) {
     }
 }
 
-fn http_path(p: &Pick, numwant: u32) -> String {
+pub fn http_path(p: &Pick, numwant: u32) -> String {
     let mut s = String::with_capacity(200);
     s.push_str("/announce?info_hash=");
     percent_encode(&p.info_hash, &mut s);
@@ -82,6 +82,17 @@ fn http_path(p: &Pick, numwant: u32) -> String {
     s
 }
 
+/// The outcome label of an HTTP announce: a `failure reason` body is `failure`.
+pub fn http_outcome(res: &anyhow::Result<(hyper::StatusCode, hyper::body::Bytes)>) -> String {
+    let label = outcome(res, &[200]);
+    match res {
+        Ok((_, body)) if label == "ok" && body.windows(14).any(|w| w == b"failure reason") => {
+            "failure".to_owned()
+        }
+        _ => label,
+    }
+}
+
 /// HTTP announces over keep-alive connections. A `failure reason` body counts as an error.
 pub async fn announce_http(
     opts: &Opts,
@@ -99,13 +110,7 @@ pub async fn announce_http(
                     let path = http_path(&pick(&mut mix, &opts), opts.numwant);
                     let t = Instant::now();
                     let res = conn.send(Method::GET, &path, None).await;
-                    let mut label = outcome(&res, &[200]);
-                    if let Ok((_, body)) = &res {
-                        if label == "ok" && body.windows(14).any(|w| w == b"failure reason") {
-                            label = "failure".to_owned();
-                        }
-                    }
-                    rec.record(t, &label);
+                    rec.record(t, &http_outcome(&res));
                 }
                 Ok(rec)
             }
@@ -117,7 +122,7 @@ pub async fn announce_http(
 }
 
 /// One UDP client socket with its connection id.
-struct UdpClient {
+pub struct UdpClient {
     sock: UdpSocket,
     conn_id: u64,
     since: Instant,
@@ -126,7 +131,7 @@ struct UdpClient {
 }
 
 impl UdpClient {
-    async fn new(addr: SocketAddr, tx: u32) -> anyhow::Result<Self> {
+    pub async fn new(addr: SocketAddr, tx: u32) -> anyhow::Result<Self> {
         let sock = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         sock.connect(addr).await?;
         Ok(Self {
@@ -173,7 +178,7 @@ impl UdpClient {
     }
 
     /// One announce; returns the outcome label.
-    async fn announce(&mut self, p: &Pick, numwant: u32) -> &'static str {
+    pub async fn announce(&mut self, p: &Pick, numwant: u32) -> &'static str {
         if self.ensure_connected().await.is_err() {
             return "connect";
         }
