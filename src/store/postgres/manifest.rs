@@ -21,6 +21,17 @@ use crate::store::group::{plan_batch, ManifestWriter, Row};
 use crate::store::slot::{seq_from_db, seq_to_db};
 use crate::store::{ManifestRecord, PutOutcome, StoreError};
 
+/// New manifest rows from column arrays (key, sequence, body, time).
+const INSERT_MANY: &str = "INSERT INTO manifests (public_key, sequence, body, updated_at) \
+     SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::int8[]) \
+     ON CONFLICT (public_key) DO NOTHING";
+/// Newer sequences for locked rows, from the same column arrays.
+const UPDATE_MANY: &str = "UPDATE manifests AS m \
+     SET sequence = n.sequence, body = n.body, updated_at = n.updated_at \
+     FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::int8[]) \
+          AS n (public_key, sequence, body, updated_at) \
+     WHERE m.public_key = n.public_key AND m.sequence < n.sequence";
+
 /// The writer task's view of the store.
 pub(super) struct Writer(pub(super) PgPool);
 
@@ -81,41 +92,21 @@ impl ManifestWriter for Writer {
             rows.insert(PublicKey::from(key), Row { sequence, body });
         }
         let plan = plan_batch(recs, &rows);
-        if !plan.inserts.is_empty() {
-            let c = Columns::of(recs, &plan.inserts)?;
-            let done = sqlx::query(
-                "INSERT INTO manifests (public_key, sequence, body, updated_at) \
-                 SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::int8[]) \
-                 ON CONFLICT (public_key) DO NOTHING",
-            )
-            .bind(&c.keys)
-            .bind(&c.sequences)
-            .bind(&c.bodies)
-            .bind(&c.updated)
-            .execute(&mut *tx)
-            .await?;
+        // The update is conditional on the mark, so nothing here can ever lower it.
+        for (which, sql) in [(&plan.inserts, INSERT_MANY), (&plan.updates, UPDATE_MANY)] {
+            if which.is_empty() {
+                continue;
+            }
+            let c = Columns::of(recs, which)?;
+            let done = sqlx::query(sql)
+                .bind(&c.keys)
+                .bind(&c.sequences)
+                .bind(&c.bodies)
+                .bind(&c.updated)
+                .execute(&mut *tx)
+                .await?;
             if done.rows_affected() != c.len() {
                 return Ok(None); // dropping `tx` rolls back
-            }
-        }
-        if !plan.updates.is_empty() {
-            let c = Columns::of(recs, &plan.updates)?;
-            // Conditional on the mark, so nothing here can ever lower it.
-            let done = sqlx::query(
-                "UPDATE manifests AS m \
-                 SET sequence = n.sequence, body = n.body, updated_at = n.updated_at \
-                 FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::int8[]) \
-                      AS n (public_key, sequence, body, updated_at) \
-                 WHERE m.public_key = n.public_key AND m.sequence < n.sequence",
-            )
-            .bind(&c.keys)
-            .bind(&c.sequences)
-            .bind(&c.bodies)
-            .bind(&c.updated)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != c.len() {
-                return Ok(None);
             }
         }
         tx.commit().await?;

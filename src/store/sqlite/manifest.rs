@@ -10,6 +10,13 @@ use crate::store::group::{plan_batch, ManifestWriter, Row};
 use crate::store::slot::{seq_from_db, seq_to_db};
 use crate::store::{ManifestRecord, PutOutcome, StoreError};
 
+/// A new manifest row (`?1` key, `?2` sequence, `?3` body, `?4` time).
+const INSERT_ONE: &str = "INSERT INTO manifests (public_key, sequence, body, updated_at) \
+                          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO NOTHING";
+/// A newer sequence for a stored key (same parameters).
+const UPDATE_ONE: &str = "UPDATE manifests SET sequence = ?2, body = ?3, updated_at = ?4 \
+                          WHERE public_key = ?1 AND sequence < ?2";
+
 /// The writer task's view of the store: the writer pool only.
 pub(super) struct Writer(pub(super) SqlitePool);
 
@@ -38,37 +45,21 @@ impl ManifestWriter for Writer {
             }
         }
         let plan = plan_batch(recs, &rows);
-        for &i in &plan.inserts {
-            let rec = &recs[i];
-            let done = sqlx::query(
-                "INSERT INTO manifests (public_key, sequence, body, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO NOTHING",
-            )
-            .bind(&rec.key.as_bytes()[..])
-            .bind(seq_to_db(rec.sequence)?)
-            .bind(&rec.body[..])
-            .bind(rec.updated_at_ms)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Ok(None); // dropping `tx` rolls back
-            }
-        }
-        for &i in &plan.updates {
-            let rec = &recs[i];
-            // Conditional on the mark, so even a stale read could never lower it.
-            let done = sqlx::query(
-                "UPDATE manifests SET sequence = ?2, body = ?3, updated_at = ?4 \
-                 WHERE public_key = ?1 AND sequence < ?2",
-            )
-            .bind(&rec.key.as_bytes()[..])
-            .bind(seq_to_db(rec.sequence)?)
-            .bind(&rec.body[..])
-            .bind(rec.updated_at_ms)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                return Ok(None);
+        // The update is conditional on the mark, so even a stale read could never lower it.
+        let steps = [(&plan.inserts, INSERT_ONE), (&plan.updates, UPDATE_ONE)];
+        for (which, sql) in steps {
+            for &i in which {
+                let rec = &recs[i];
+                let done = sqlx::query(sql)
+                    .bind(&rec.key.as_bytes()[..])
+                    .bind(seq_to_db(rec.sequence)?)
+                    .bind(&rec.body[..])
+                    .bind(rec.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(None); // dropping `tx` rolls back
+                }
             }
         }
         tx.commit().await?;
