@@ -11,6 +11,7 @@
 //! reading a proof-of-concept pointer feed in [`poc`].
 
 mod archive;
+mod download;
 mod poc;
 mod private;
 mod read;
@@ -30,8 +31,8 @@ use super::seeder;
 use super::torrent::TorrentError;
 use crate::proto::{Message, MessageError, PublicKey, UnsignedMessage};
 
+pub(crate) use download::single_file;
 pub(crate) use private::{SEALED_PREFIX, SEALED_SUFFIX};
-pub(crate) use read::single_file;
 
 /// How many torrents `find` downloads at once.
 pub const FETCH_CONCURRENCY: usize = 8;

@@ -9,10 +9,10 @@
 use std::collections::HashSet;
 use std::io::Write;
 
-use super::read::{
-    load_poc_manifest, load_poc_message, print_line, record_rejection, status, Fetched, Item, Kind,
-    Reader,
+use super::download::{
+    load_poc_manifest, load_poc_message, record_rejection, status, Fetched, Item, Kind,
 };
+use super::read::{print_line, Reader};
 use super::{tracker_url, FeedError};
 use crate::client::cli::{self, Cli, CliError};
 use crate::client::display::printable;
