@@ -33,6 +33,10 @@ pub enum StoreError {
     /// The database could not be reached or a query failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// A SQLite lookup that bypasses sqlx failed (see `sqlite/inline_read.rs`).
+    #[cfg(feature = "sqlite")]
+    #[error("database error")]
+    SqliteRead(#[from] rusqlite::Error),
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),

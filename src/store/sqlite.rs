@@ -22,6 +22,7 @@
 //! WAL with `synchronous = FULL` fsyncs every commit; with `NORMAL` a commit survives a
 //! process crash (`kill -9`) but not power loss. See [`StoreOptions::sqlite_sync_full`].
 
+mod inline_read;
 mod mailbox;
 mod manifest;
 mod profile;
@@ -60,6 +61,9 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// The manifest group-commit queue (its task writes through `writer`).
     manifests: GroupCommit,
+    /// Manifest lookups on the calling thread (file databases only; an in-memory one is
+    /// read through `reader`).
+    lookups: Option<std::sync::Arc<inline_read::InlineReads>>,
 }
 
 impl SqliteStore {
@@ -98,6 +102,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
 
+        let path = conn.get_filename().to_owned();
         let reader = if in_memory {
             writer.clone()
         } else {
@@ -107,11 +112,22 @@ impl SqliteStore {
                 .connect_with(conn.create_if_missing(false).read_only(true))
                 .await?
         };
+        let lookups = if in_memory {
+            None
+        } else {
+            let max_idle = usize::try_from(opts.max_connections).unwrap_or(usize::MAX);
+            Some(std::sync::Arc::new(inline_read::InlineReads::open(
+                &path,
+                BUSY_TIMEOUT,
+                max_idle,
+            )?))
+        };
         let manifests = GroupCommit::spawn(manifest::Writer(writer.clone()), acquire);
         Ok(Self {
             writer,
             reader,
             manifests,
+            lookups,
         })
     }
 }
@@ -123,13 +139,15 @@ impl Store for SqliteStore {
     }
 
     async fn get_manifest(&self, key: &PublicKey) -> Result<Option<StoredManifest>, StoreError> {
-        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT sequence, body, updated_at FROM manifests \
-             WHERE public_key = ?1 AND body IS NOT NULL",
-        )
-        .bind(&key.as_bytes()[..])
-        .fetch_optional(&self.reader)
-        .await?;
+        let row: Option<(i64, Vec<u8>, i64)> = match &self.lookups {
+            Some(lookups) => lookups.manifest(key)?,
+            None => {
+                sqlx::query_as(inline_read::LOOKUP)
+                    .bind(&key.as_bytes()[..])
+                    .fetch_optional(&self.reader)
+                    .await?
+            }
+        };
         row.map(|(sequence, body, updated_at_ms)| {
             Ok(StoredManifest {
                 sequence: seq_from_db(sequence, "manifest")?,
