@@ -2,7 +2,7 @@
 //!
 //! # Connections
 //!
-//! Two pools over one database file:
+//! Two sqlx pools and a set of rusqlite connections over one database file:
 //!
 //! * `writer` holds exactly one connection and every write goes through it. Manifest writes
 //!   are group-committed by one task (the store's `group` module, `sqlite/manifest.rs`). This process's
@@ -13,6 +13,8 @@
 //!   opens the same file (the busy timeout then waits for it).
 //! * `reader` holds up to `max_connections`; in WAL mode readers run beside the writer and
 //!   never block it.
+//! * Manifest lookups, the hottest read, skip sqlx: they run on the calling thread over
+//!   read-only rusqlite connections to the same file (`sqlite/inline_read.rs`).
 //!
 //! An in-memory database (`sqlite::memory:` or `mode=memory`) has no WAL and vanishes with its
 //! last connection, so it gets a single pinned connection that serves reads and writes.
