@@ -550,3 +550,54 @@ async fn sqlite_in_memory_store_works() {
     assert_eq!(s.stats().await.unwrap().manifests, 1);
     s.close().await;
 }
+
+#[tokio::test]
+async fn sqlite_lookups_agree_on_the_serving_thread_and_through_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let open = |inline: bool| {
+        let url = url.clone();
+        async move {
+            let opts = StoreOptions {
+                sqlite_inline_lookups: inline,
+                ..opts()
+            };
+            store::open(&url, &opts).await.unwrap()
+        }
+    };
+    let a = open(true).await;
+    a.put_manifest(&manifest(1, 5, "five")).await.unwrap();
+    a.put_manifest(&manifest(2, 1, "gone")).await.unwrap();
+    assert!(a.delete_manifest(&key(2)).await.unwrap());
+    let inline_view = (
+        a.get_manifest(&key(1)).await.unwrap(),
+        a.get_manifest(&key(2)).await.unwrap(),
+        a.get_manifest(&key(3)).await.unwrap(),
+    );
+    assert_eq!(inline_view.0.as_ref().unwrap().body, b"five");
+    assert_eq!((&inline_view.1, &inline_view.2), (&None, &None));
+    a.close().await;
+
+    let b = open(false).await;
+    let pool_view = (
+        b.get_manifest(&key(1)).await.unwrap(),
+        b.get_manifest(&key(2)).await.unwrap(),
+        b.get_manifest(&key(3)).await.unwrap(),
+    );
+    assert_eq!(pool_view, inline_view);
+    b.put_manifest(&manifest(1, 6, "six")).await.unwrap();
+    assert_eq!(b.get_manifest(&key(1)).await.unwrap().unwrap().body, b"six");
+    b.close().await;
+
+    // A write is visible to the inline readers as soon as it is acknowledged.
+    let c = open(true).await;
+    assert_eq!(c.get_manifest(&key(1)).await.unwrap().unwrap().body, b"six");
+    for seq in 7..40 {
+        c.put_manifest(&manifest(1, seq, "n")).await.unwrap();
+        assert_eq!(
+            c.get_manifest(&key(1)).await.unwrap().unwrap().sequence,
+            seq
+        );
+    }
+    c.close().await;
+}

@@ -150,6 +150,10 @@ pub struct DatabaseConfig {
     /// SQLite only: `full` fsyncs every commit (survives power loss); `normal` survives
     /// process crashes (`kill -9`) but may lose the last commits on power loss. Default `full`.
     pub sqlite_synchronous: SqliteSynchronous,
+    /// SQLite only: read manifests for `GET /v1/manifests/{key}` on the serving thread
+    /// (fast; a cold-cache disk read holds that thread) rather than through the pool's
+    /// worker threads. Default true.
+    pub sqlite_inline_lookups: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -160,6 +164,7 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             acquire_timeout_secs: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
+            sqlite_inline_lookups: true,
         }
     }
 }
@@ -172,6 +177,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("sqlite_inline_lookups", &self.sqlite_inline_lookups)
             .finish()
     }
 }

@@ -316,6 +316,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
         max_connections: db.max_connections,
         sqlite_sync_full: db.sqlite_synchronous == config::SqliteSynchronous::Full,
         acquire_timeout_secs: db.acquire_timeout_secs,
+        sqlite_inline_lookups: db.sqlite_inline_lookups,
     };
     store::open(&db.url, &opts).await
 }

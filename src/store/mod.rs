@@ -358,6 +358,9 @@ pub struct StoreOptions {
     pub sqlite_sync_full: bool,
     /// How long to wait for a pooled connection (seconds).
     pub acquire_timeout_secs: u64,
+    /// SQLite only: manifest lookups on the calling thread over rusqlite (the default)
+    /// rather than through sqlx's read pool. Ignored for an in-memory database.
+    pub sqlite_inline_lookups: bool,
 }
 
 impl Default for StoreOptions {
@@ -366,6 +369,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             sqlite_sync_full: true,
             acquire_timeout_secs: 10,
+            sqlite_inline_lookups: true,
         }
     }
 }

@@ -63,8 +63,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// The manifest group-commit queue (its task writes through `writer`).
     manifests: GroupCommit,
-    /// Manifest lookups on the calling thread (file databases only; an in-memory one is
-    /// read through `reader`).
+    /// Manifest lookups on the calling thread (file databases with
+    /// `sqlite_inline_lookups`; otherwise they go through `reader`).
     lookups: Option<std::sync::Arc<inline_read::InlineReads>>,
 }
 
@@ -114,7 +114,7 @@ impl SqliteStore {
                 .connect_with(conn.create_if_missing(false).read_only(true))
                 .await?
         };
-        let lookups = if in_memory {
+        let lookups = if in_memory || !opts.sqlite_inline_lookups {
             None
         } else {
             let max_idle = usize::try_from(opts.max_connections).unwrap_or(usize::MAX);
