@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use common::cli::Run;
 use common::netns;
-use common::tor::{require, tor_installed, wait_http_through, TorNet};
+use common::tor::{
+    clear_of_srv_rotation, require, srv_guard_wait, tor_installed, wait_http_through, TorNet,
+};
 use megatorrent::client::http::{BaseUrl, HttpClient};
 use megatorrent::net::{ArtiOptions, Connector, ProxyUrl, TargetAddr};
 use megatorrent::proto::{Manifest, ManifestLimits};
@@ -99,6 +101,19 @@ fn items(m: &Manifest) -> Vec<String> {
         .collect()
 }
 
+#[test]
+fn onion_steps_keep_clear_of_the_test_networks_shared_random_rotations() {
+    let rotation: u64 = 980_000 * 1800; // a multiple of 30 minutes (2025-11-24 16:00 UTC)
+    assert_eq!(srv_guard_wait(rotation), 180, "at a rotation");
+    assert_eq!(srv_guard_wait(rotation + 179), 1);
+    assert_eq!(srv_guard_wait(rotation + 180), 0);
+    assert_eq!(srv_guard_wait(rotation + 1800 - 240), 0);
+    assert_eq!(srv_guard_wait(rotation + 1800 - 239), 239 + 180);
+    assert_eq!(srv_guard_wait(rotation + 1800 - 1), 1 + 180);
+    // Never more than the guard on both sides.
+    assert!((0..1800).all(|t| srv_guard_wait(rotation + t) < 240 + 180));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tor_scenarios() {
     if !require(tor_installed(), "tor and tor-gencert are not installed") {
@@ -114,12 +129,15 @@ async fn tor_scenarios() {
     );
     let url = format!("http://{onion}");
 
+    clear_of_srv_rotation("the C tor client steps").await;
     let key = cli_through_socks(&net, &server, &url).await;
     let socks = net.socks_url();
     let socks_flags = ["--proxy", socks.as_str(), "--server", url.as_str()];
     // Kept seeding for the leak proof's `find`.
+    clear_of_srv_rotation("share and find through C tor").await;
     let socks_seeder =
         share_find::share_find(&net, &server, &socks_flags, SeederOnion::AddOnion, "C tor").await;
+    clear_of_srv_rotation("the arti client steps").await;
     cli_through_arti(&net, &server, &url, &key).await;
     let arti = net.arti_toml();
     // A fresh arti client's first onion connection has been seen to need more than the
@@ -133,10 +151,12 @@ async fn tor_scenarios() {
         "--server",
         url.as_str(),
     ];
+    clear_of_srv_rotation("share and find through arti").await;
     share_find::share_find(&net, &server, &arti_flags, SeederOnion::AddOnion, "arti")
         .await
         .stop()
         .await;
+    clear_of_srv_rotation("share and find with an embedded onion service").await;
     share_find::share_find(
         &net,
         &server,
@@ -147,9 +167,13 @@ async fn tor_scenarios() {
     .await
     .stop()
     .await;
+    clear_of_srv_rotation("the embedded onion server").await;
     embedded_onion_server(&net).await;
     match netns::available() {
-        Ok(()) => leak::leak_proof(&net, &server, &url, &socks_seeder.key).await,
+        Ok(()) => {
+            clear_of_srv_rotation("the leak proof").await;
+            leak::leak_proof(&net, &server, &url, &socks_seeder.key).await
+        }
         Err(why) => {
             require(false, &why);
         }

@@ -167,3 +167,47 @@ impl Drop for TorNet {
             .status();
     }
 }
+
+/// Seconds between shared-random rotations of the private network: 24 voting rounds of
+/// `V3AuthVotingInterval 75` (scripts/tor-testnet), aligned to the Unix epoch, so at :00
+/// and :30 UTC.
+const SRV_PERIOD_SECS: u64 = 24 * 75;
+/// How close to a rotation an onion-service step may start, before and after it.
+const SRV_GUARD_BEFORE_SECS: u64 = 240;
+const SRV_GUARD_AFTER_SECS: u64 = 180;
+
+/// How long to wait so that a step starting now is clear of a shared-random rotation: 0
+/// when `now_secs` is at least [`SRV_GUARD_BEFORE_SECS`] before the next rotation and
+/// [`SRV_GUARD_AFTER_SECS`] after the last one, else until that much after the next one.
+pub fn srv_guard_wait(now_secs: u64) -> u64 {
+    let into = now_secs % SRV_PERIOD_SECS;
+    if into < SRV_GUARD_AFTER_SECS {
+        SRV_GUARD_AFTER_SECS - into
+    } else if SRV_PERIOD_SECS - into < SRV_GUARD_BEFORE_SECS {
+        SRV_PERIOD_SECS - into + SRV_GUARD_AFTER_SECS
+    } else {
+        0
+    }
+}
+
+/// Wait, if needed, until an onion-service step cannot overlap a shared-random rotation of
+/// the private network. The HSDir ring an onion service uploads to and the one a client asks
+/// are derived from the shared-random value; for a minute or two around each rotation the
+/// two sides can disagree, and a client finds no descriptor within its 90 s (both CI
+/// failures of `tor_scenarios` came within two minutes of :00 or :30 UTC). Real Tor rotates
+/// once a day and clients retry; this network rotates every 30 minutes, so the test steps
+/// around it instead.
+pub async fn clear_of_srv_rotation(step: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let wait = srv_guard_wait(now);
+    if wait > 0 {
+        eprintln!(
+            "timing: waiting {wait}s before {step}: the test network's shared-random value \
+             rotates at :00 and :30 UTC"
+        );
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+}
