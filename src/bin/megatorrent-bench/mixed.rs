@@ -5,6 +5,7 @@
 //! count the pushes the publishes cause. With `--server-pid` the server's RSS is read after
 //! every run, so a long soak (`--runs 60 --duration 60`) shows whether memory creeps.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,7 +133,7 @@ struct Ctx {
     /// Per-kind recorders of the current run, merged into by each worker when it ends.
     kinds: Mutex<[Recorder; 4]>,
     /// Pushes the run's successful publishes should cause (subscribers of their keys).
-    expected_pushes: Mutex<u64>,
+    expected_pushes: AtomicU64,
 }
 
 impl Ctx {
@@ -213,9 +214,7 @@ async fn worker(
             s.merge(k);
         }
     }
-    if let Ok(mut e) = ctx.expected_pushes.lock() {
-        *e += expected;
-    }
+    ctx.expected_pushes.fetch_add(expected, Ordering::Relaxed);
     Ok(total)
 }
 
@@ -277,7 +276,7 @@ pub async fn mixed(opts: &Opts, target: &Target, report: &mut Report) -> anyhow:
         udp: opts.udp_target.unwrap_or(target.addr),
         paths,
         kinds: Mutex::new(std::array::from_fn(|_| Recorder::new())),
-        expected_pushes: Mutex::new(0),
+        expected_pushes: AtomicU64::new(0),
     });
     let mut rss = Vec::new();
     let mut pushes = Vec::new();
@@ -305,11 +304,7 @@ pub async fn mixed(opts: &Opts, target: &Target, report: &mut Report) -> anyhow:
                     .push(k.finish(elapsed));
             }
         }
-        let expected = ctx
-            .expected_pushes
-            .lock()
-            .map(|mut e| std::mem::take(&mut *e))
-            .unwrap_or(0);
+        let expected = ctx.expected_pushes.swap(0, Ordering::Relaxed);
         if let Some(s) = subs.as_mut() {
             let until = tokio::time::Instant::now() + PUSH_GRACE;
             let (got, closed) = drain(&mut s.events, expected, until).await;

@@ -26,20 +26,12 @@ pub(super) const LOOKUP: &str = "SELECT sequence, body, updated_at FROM manifest
                       WHERE public_key = ?1 AND body IS NOT NULL";
 
 /// Read-only connections for [`InlineReads::manifest`].
+#[derive(Debug)]
 pub(super) struct InlineReads {
     path: PathBuf,
     busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
-}
-
-impl std::fmt::Debug for InlineReads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InlineReads")
-            .field("path", &self.path)
-            .field("max_idle", &self.max_idle)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InlineReads {
