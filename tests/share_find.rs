@@ -133,6 +133,22 @@ async fn share_then_find_prints_verified_messages_in_order_and_rejects_bad_ones(
     assert!(run.stderr.starts_with("error: "), "{run:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
 
+    // A share the server never got leaves no message behind to seed or to share twice.
+    let lone = tempfile::tempdir().unwrap();
+    common::cli::keygen(lone.path(), &url).await;
+    let run = mt(
+        lone.path(),
+        &dead,
+        &["--timeout", "5", "share", "never published"],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("cannot reach the server"), "{run:?}");
+    let left: Vec<_> = std::fs::read_dir(lone.path().join("messages"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+
     stop_seeder(x).await;
     seed_b.kill().await.unwrap();
     server.stop().await;

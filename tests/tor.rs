@@ -72,10 +72,42 @@ fn isolate<'c>(cmd: &'c mut Command, home: &Path) -> &'c mut Command {
         .kill_on_drop(true)
 }
 
-/// Run a prepared `megatorrent` command with `home` and `args` (120 s at most).
+/// Run a prepared `megatorrent` command with `home` and `args` (120 s at most each try).
+///
+/// A command that could not reach the server is run once more: on this small private
+/// network an onion connection sometimes hangs until the client's timeout (arti and C tor
+/// alike, at any time of day), and a new process usually gets through. Such a failure
+/// leaves nothing behind (`share` removes the message it could not publish).
 async fn run(mut cmd: Command, home: &Path, args: &[&str]) -> Run {
     isolate(cmd.args(args), home);
-    common::cli::output(cmd).await
+    let again = copy_command(&cmd);
+    let first = common::cli::output(cmd).await;
+    if first.code == Some(0) || !first.stderr.contains("cannot reach the server") {
+        return first;
+    }
+    eprintln!(
+        "timing: retrying {args:?} once after: {}",
+        first.stderr.trim_end()
+    );
+    common::cli::output(again).await
+}
+
+/// A new command with the same program, arguments, environment and directory as `cmd`.
+fn copy_command(cmd: &Command) -> Command {
+    let std = cmd.as_std();
+    let mut copy = Command::new(std.get_program());
+    copy.args(std.get_args());
+    for (key, value) in std.get_envs() {
+        match value {
+            Some(v) => copy.env(key, v),
+            None => copy.env_remove(key),
+        };
+    }
+    if let Some(dir) = std.get_current_dir() {
+        copy.current_dir(dir);
+    }
+    copy.stdin(Stdio::null()).kill_on_drop(true);
+    copy
 }
 
 /// The stored manifest of `key`, fetched from the server directly (not through Tor).

@@ -305,17 +305,19 @@ pub async fn share(
     if now < last {
         tokio::time::sleep(Duration::from_millis(last - now)).await;
     }
-    let published = if read_key.is_some() {
-        let result = private::publish_sealed(cli, author, &sealed_items).await;
-        if result.is_err() {
-            for s in &shared {
-                let _ = std::fs::remove_file(&s.file);
-            }
-        }
-        result?
+    let result = if read_key.is_some() {
+        private::publish_sealed(cli, author, &sealed_items).await
     } else {
-        archive::publish_messages(cli, author, &shared).await?
+        archive::publish_messages(cli, author, &shared).await
     };
+    // A message that was not published is not kept (nor seeded): running `share` again
+    // after a failure shares it once.
+    if result.is_err() {
+        for s in &shared {
+            let _ = std::fs::remove_file(&s.file);
+        }
+    }
+    let published = result?;
     let mut text = String::new();
     for s in &shared {
         text.push_str(&s.magnet);
